@@ -1,0 +1,3 @@
+from chatterm.cli.app import main
+
+main()

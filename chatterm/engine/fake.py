@@ -1,0 +1,110 @@
+"""A scripted engine for fast UI tests: replies come from a queue, calls are recorded.
+
+Every behaviour tested with it is also tested once against the real model; this one exists so
+that the many UI tests do not each pay for a model load.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from chatterm.engine.base import RenderedPrompt, TokenPiece
+from chatterm.engine.events import (
+    Candidate,
+    ChatMessage,
+    Event,
+    Finished,
+    PromptReady,
+    Stats,
+    Token,
+)
+from chatterm.sampling import SamplingSettings
+
+
+@dataclass
+class FakeCall:
+    messages: list[ChatMessage]
+    sampling: SamplingSettings
+    top_logprobs: int
+
+
+@dataclass
+class FakeEngine:
+    """Yields each queued reply word by word (``delay`` seconds apart); "echo: <last message>"
+    when the queue is empty."""
+
+    name: str = "fake-model"
+    n_ctx: int = 2048
+    delay: float = 0.0
+    replies: list[str] = field(default_factory=list)
+    calls: list[FakeCall] = field(default_factory=list)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def enqueue(self, *replies: str) -> FakeEngine:
+        self.replies.extend(replies)
+        return self
+
+    def render(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+    ) -> RenderedPrompt:
+        text = "".join(f"<|{m.role}|>{m.content}\n" for m in messages)
+        if add_generation_prompt:
+            text += "<|assistant|>"
+        return RenderedPrompt(text, tuple(range(len(text.split()))))
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]:
+        return [TokenPiece(i, w) for i, w in enumerate(_words(text))]
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings,
+        *,
+        top_logprobs: int = 0,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        with self._lock:
+            self.calls.append(FakeCall(list(messages), sampling, top_logprobs))
+            reply = self.replies.pop(0) if self.replies else f"echo: {messages[-1].content}"
+            prompt = self.render(messages)
+            yield PromptReady(len(prompt.tokens), 0, self.n_ctx, 0, prompt.text)
+            start = time.perf_counter()
+            n = 0
+            reason = "stop"
+            for i, word in enumerate(_words(reply)):
+                if n >= sampling.max_tokens:
+                    reason = "length"
+                    break
+                if cancel is not None and cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if self.delay:
+                    time.sleep(self.delay)
+                top = (
+                    tuple(Candidate(i + j, word if j == 0 else f"alt{j}", 0.6 / (j + 1))
+                          for j in range(top_logprobs))
+                    if top_logprobs else ()
+                )
+                yield Token(word, i, 0.6 if top_logprobs else None, top)
+                n += 1
+            elapsed = time.perf_counter() - start
+            yield Finished(reason, Stats(  # type: ignore[arg-type]
+                prompt_tokens=len(prompt.tokens), generated_tokens=n, total_s=elapsed,
+                decode_tps=n / elapsed if elapsed > 0 else 0.0,
+            ))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _words(text: str) -> list[str]:
+    """Split keeping whitespace attached, so joining the pieces gives the text back."""
+    import re
+
+    return re.findall(r"\s*\S+|\s+$", text)

@@ -1,0 +1,252 @@
+"""Read and check a GGUF file's header, metadata and tensor table without loading it.
+
+A pure-``struct`` reader with bounds checks on every count and length: the ``gguf`` package's
+reader hangs on some crafted files, and llama.cpp may abort on others, so every file is checked
+here before it reaches llama.cpp. Large arrays (the tokenizer's vocabulary) are skipped, keeping
+only their length.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from chatterm.errors import ModelError
+
+MAGIC = b"GGUF"
+_SCALARS = {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+    12: "<d",
+}
+_STRING, _ARRAY = 8, 9
+_KEEP_ARRAY_ITEMS = 64
+_MAX_KV = 100_000
+_MAX_TENSORS = 1_000_000
+
+# ggml tensor types: (elements per block, bytes per block), for the truncation check.
+_GGML_BLOCKS: dict[int, tuple[int, int]] = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
+    15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18),
+    21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4),
+    27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66),
+    39: (32, 17),
+}
+
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
+    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M",
+    30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+}
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: int
+    offset: int
+
+    @property
+    def elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class GGUFInfo:
+    """What a GGUF file says about itself. ``metadata`` holds scalars, strings and short arrays;
+    longer arrays appear in ``array_lengths`` only."""
+
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+    array_lengths: dict[str, int] = field(default_factory=dict)
+    tensors: list[TensorInfo] = field(default_factory=list)
+    file_size: int = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(key, default)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.get("general.architecture", "unknown"))
+
+    def arch_value(self, key: str, default: Any = None) -> Any:
+        return self.get(f"{self.architecture}.{key}", default)
+
+    @property
+    def name(self) -> str | None:
+        return self.get("general.name")
+
+    @property
+    def context_length(self) -> int | None:
+        return self.arch_value("context_length")
+
+    @property
+    def block_count(self) -> int | None:
+        return self.arch_value("block_count")
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.get("tokenizer.chat_template")
+
+    @property
+    def tokenizer_model(self) -> str | None:
+        return self.get("tokenizer.ggml.model")
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self.array_lengths.get("tokenizer.ggml.tokens")
+
+    @property
+    def quantization(self) -> str | None:
+        ftype = self.get("general.file_type")
+        return FILE_TYPES.get(ftype, f"type {ftype}") if ftype is not None else None
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.elements for t in self.tensors)
+
+    @property
+    def split_count(self) -> int:
+        return int(self.get("split.count", 1) or 1)
+
+    def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int:
+        """Size of an f16 KV cache for ``n_ctx`` tokens: 2 (K and V) x layers x ctx x kv width."""
+        layers = self.block_count or 0
+        heads = self.arch_value("attention.head_count") or 0
+        kv_heads = self.arch_value("attention.head_count_kv") or heads
+        if isinstance(kv_heads, list):  # per-layer counts in some architectures
+            kv_heads = max(kv_heads) if kv_heads else heads
+        embd = self.arch_value("embedding_length") or 0
+        head_dim = self.arch_value("attention.key_length") or (embd // heads if heads else 0)
+        return int(2 * layers * n_ctx * kv_heads * head_dim * bytes_per_value)
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO, size: int, path: Path) -> None:
+        self.fh, self.size, self.path = fh, size, path
+
+    def fail(self, why: str) -> ModelError:
+        return ModelError(f"{self.path} is not a usable GGUF file: {why}")
+
+    def read(self, n: int) -> bytes:
+        if n < 0 or self.fh.tell() + n > self.size:
+            raise self.fail("it is truncated or corrupt (a length runs past the end of the file)")
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise self.fail("it is truncated")
+        return data
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        n = self.unpack("<Q")
+        return self.read(n).decode("utf-8", errors="replace")
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.fh.tell() + n > self.size:
+            raise self.fail("it is truncated or corrupt (a length runs past the end of the file)")
+        self.fh.seek(n, 1)
+
+    def value(self, vtype: int, key: str, lengths: dict[str, int]) -> Any:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            itype = self.unpack("<I")
+            count = self.unpack("<Q")
+            if count > self.size:
+                raise self.fail(f"array {key!r} claims {count} items")
+            lengths[key] = count
+            if itype in _SCALARS and count > _KEEP_ARRAY_ITEMS:
+                self.skip(count * struct.calcsize(_SCALARS[itype]))
+                return None
+            if itype == _STRING and count > _KEEP_ARRAY_ITEMS:
+                for _ in range(count):
+                    self.skip(self.unpack("<Q"))
+                return None
+            if itype not in _SCALARS and itype != _STRING:
+                raise self.fail(f"array {key!r} has unsupported item type {itype}")
+            return [self.value(itype, key, {}) for _ in range(count)]
+        raise self.fail(f"metadata {key!r} has unknown value type {vtype}")
+
+
+def read_gguf(path: str | Path) -> GGUFInfo:
+    """Parse and sanity-check ``path``; raise :class:`ModelError` with a one-line reason."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        fh = path.open("rb")
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path} is a directory, not a GGUF file") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with fh:
+        r = _Reader(fh, size, path)
+        if size < 24 or fh.read(4) != MAGIC:
+            raise r.fail("it does not start with the GGUF magic bytes")
+        fh.seek(4)
+        version = r.unpack("<I")
+        if version not in (2, 3):
+            raise r.fail(f"GGUF version {version} is not supported (2 or 3 expected)")
+        n_tensors = r.unpack("<Q")
+        n_kv = r.unpack("<Q")
+        if n_kv > _MAX_KV or n_tensors > _MAX_TENSORS:
+            raise r.fail(f"implausible header ({n_tensors} tensors, {n_kv} metadata keys)")
+        metadata: dict[str, Any] = {}
+        lengths: dict[str, int] = {}
+        for _ in range(n_kv):
+            key = r.string()
+            vtype = r.unpack("<I")
+            metadata[key] = r.value(vtype, key, lengths)
+        tensors: list[TensorInfo] = []
+        for _ in range(n_tensors):
+            name = r.string()
+            n_dims = r.unpack("<I")
+            if n_dims > 8:
+                raise r.fail(f"tensor {name!r} has {n_dims} dimensions")
+            shape = tuple(r.unpack("<Q") for _ in range(n_dims))
+            tensors.append(TensorInfo(name, shape, r.unpack("<I"), r.unpack("<Q")))
+        alignment = int(metadata.get("general.alignment", 32) or 32)
+        data_start = -(-fh.tell() // alignment) * alignment
+    info = GGUFInfo(path, version, metadata, lengths, tensors, size)
+    _check_tensor_data(info, data_start)
+    return info
+
+
+def _check_tensor_data(info: GGUFInfo, data_start: int) -> None:
+    end = data_start
+    for t in info.tensors:
+        block = _GGML_BLOCKS.get(t.ggml_type)
+        nbytes = (t.elements // block[0]) * block[1] if block else 0
+        end = max(end, data_start + t.offset + nbytes)
+    if end > info.file_size:
+        missing = end - info.file_size
+        raise ModelError(
+            f"{info.path} is not a usable GGUF file: it is truncated "
+            f"({missing:,} bytes of tensor data missing)"
+        )
+
+
+def shard_paths(path: str | Path) -> list[Path]:
+    """All shards of a split GGUF given its first shard (``…-00001-of-00003.gguf``)."""
+    import re
+
+    path = Path(path)
+    m = re.match(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$", path.name)
+    if not m:
+        return [path]
+    total = int(m.group(3))
+    return [path.with_name(f"{m.group(1)}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]

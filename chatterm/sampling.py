@@ -1,0 +1,153 @@
+"""Sampling settings, each declared once with its range and help text.
+
+The CLI options, the TUI side panel (labels, tooltips, ranges) and validation all read
+:data:`FIELDS`, so a setting explains itself the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chatterm.errors import SettingError
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one sampling setting is shown, edited and checked."""
+
+    name: str
+    label: str
+    kind: type
+    minimum: float
+    maximum: float
+    step: float
+    help: str
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` converted to this field's type, or raise :class:`SettingError`."""
+        try:
+            converted = self.kind(value)
+        except (TypeError, ValueError):
+            raise SettingError(
+                f"{self.name} must be a {self.kind.__name__}, got {value!r}"
+            ) from None
+        if isinstance(converted, float) and converted != converted:  # NaN
+            raise SettingError(f"{self.name} must be a number, got {value!r}")
+        if not (self.minimum <= converted <= self.maximum):
+            raise SettingError(
+                f"{self.name} must be between {_fmt(self.minimum)} and {_fmt(self.maximum)}, "
+                f"got {_fmt(converted)}"
+            )
+        return converted
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec(
+        "temperature", "Temperature", float, 0.0, 5.0, 0.05,
+        "Divides the logits before softmax: 0 always picks the likeliest token, higher is more "
+        "random.",
+    ),
+    FieldSpec(
+        "top_p", "Top-p", float, 0.0, 1.0, 0.01,
+        "Keep the smallest set of likeliest tokens whose probabilities add up to p (1 = off).",
+    ),
+    FieldSpec(
+        "top_k", "Top-k", int, 0, 1000, 1,
+        "Keep only the k likeliest tokens (0 = off).",
+    ),
+    FieldSpec(
+        "min_p", "Min-p", float, 0.0, 1.0, 0.01,
+        "Drop tokens less likely than min_p times the likeliest token (0 = off).",
+    ),
+    FieldSpec(
+        "repeat_penalty", "Repeat penalty", float, 0.0, 5.0, 0.05,
+        "Divides the logits of recently seen tokens (1 = off, >1 discourages repetition).",
+    ),
+    FieldSpec(
+        "presence_penalty", "Presence penalty", float, -2.0, 2.0, 0.1,
+        "Subtracted from the logit of every token already generated (0 = off).",
+    ),
+    FieldSpec(
+        "frequency_penalty", "Frequency penalty", float, -2.0, 2.0, 0.1,
+        "Subtracted once per earlier occurrence of a token (0 = off).",
+    ),
+    FieldSpec(
+        "seed", "Seed", int, -1, 2**31 - 1, 1,
+        "Random seed for sampling; the same seed and settings give the same reply (-1 = random).",
+    ),
+    FieldSpec(
+        "max_tokens", "Max tokens", int, 1, 1_000_000, 16,
+        "Stop after generating this many tokens.",
+    ),
+)
+
+FIELDS_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the next token is chosen from the model's distribution. Immutable: use ``replace``."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1
+    max_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for spec in FIELDS:
+            object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
+        if isinstance(self.stop, str) or not all(isinstance(s, str) for s in self.stop):
+            raise SettingError("stop must be a list of strings")
+        if any(s == "" for s in self.stop):
+            raise SettingError("stop strings must not be empty")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    def replace(self, **changes: Any) -> SamplingSettings:
+        """A copy with ``changes`` applied; ``None`` values are ignored, unknown names refused."""
+        return self.merge({k: v for k, v in changes.items() if v is not None})
+
+    def merge(self, values: Mapping[str, Any]) -> SamplingSettings:
+        """A copy with the settings in ``values`` (e.g. from a persona's front matter) applied."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(self))
+            raise SettingError(f"unknown setting {unknown[0]!r} (known: {known})")
+        data = dict(values)
+        if "stop" in data and isinstance(data["stop"], str):
+            data["stop"] = (data["stop"],)
+        return dataclasses.replace(self, **data)
+
+    def resolved_seed(self) -> SamplingSettings:
+        """A copy whose seed is concrete, so a reply made with a random seed can be replayed."""
+        if self.seed >= 0:
+            return self
+        return dataclasses.replace(self, seed=random.randrange(2**31 - 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SamplingSettings:
+        """Rebuild from :meth:`to_dict` output, ignoring keys that later versions dropped."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls().merge({k: v for k, v in data.items() if k in names})

@@ -1,0 +1,62 @@
+"""Builds the long-lived services (engine, store, settings) from config and flags.
+
+One factory shared by the CLI, the TUI and the tests, so every front end resolves models and
+settings the same way: flags > environment > config.toml > persona > defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chatterm.catalog import ModelEntry, resolve_model
+from chatterm.config import Config, load_config
+from chatterm.engine.base import Engine
+from chatterm.sampling import SamplingSettings
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to load a model; ``None`` means "from config, else the engine's default"."""
+
+    model: str | None = None
+    ctx_size: int | None = None
+    threads: int | None = None
+    gpu_layers: int | None = None
+
+
+def resolve(options: EngineOptions, config: Config | None = None) -> ModelEntry:
+    config = config or load_config()
+    return resolve_model(options.model, config.default_model)
+
+
+def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
+    """Resolve the model and load it. Raises ``ModelError`` (exit 3) with a one-line reason."""
+    from chatterm.engine.llama_engine import LlamaEngine
+
+    config = config or load_config()
+    entry = resolve_model(options.model, config.default_model)
+    return LlamaEngine(
+        entry.path,
+        name=entry.name,
+        n_ctx=options.ctx_size or config.ctx_size,
+        threads=options.threads or config.threads,
+        gpu_layers=config.gpu_layers if options.gpu_layers is None else options.gpu_layers,
+        flash_attn=config.flash_attn,
+    )
+
+
+def sampling_settings(
+    config: Config | None = None,
+    persona_defaults: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SamplingSettings:
+    """Defaults < config.toml [sampling] < persona front matter < explicit flags."""
+    config = config or load_config()
+    settings = SamplingSettings().merge(config.sampling)
+    if persona_defaults:
+        settings = settings.merge(persona_defaults)
+    if overrides:
+        settings = settings.replace(**overrides)
+    return settings
