@@ -60,8 +60,13 @@ def starter_entry() -> ModelEntry | None:
     if path is None:
         return None
     return ModelEntry(
-        STARTER_NAME, str(path), repo="HuggingFaceTB/SmolLM2-135M-Instruct", quant="Q4_1",
-        files=[str(path)], size=path.stat().st_size, source="starter",
+        STARTER_NAME,
+        str(path),
+        repo="HuggingFaceTB/SmolLM2-135M-Instruct",
+        quant="Q4_1",
+        files=[str(path)],
+        size=path.stat().st_size,
+        source="starter",
     )
 
 

@@ -7,6 +7,7 @@ those, within the CPU affinity mask and any cgroup quota.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -48,10 +49,8 @@ def _cgroup_quota() -> int | None:
 def default_threads() -> int:
     """Physical cores available to this process (at least 1)."""
     logical = os.cpu_count() or 1
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         logical = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        pass
     candidates = [logical]
     physical = _physical_cores()
     if physical and physical < (os.cpu_count() or physical):

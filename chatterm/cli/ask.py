@@ -47,8 +47,12 @@ def combine_input(stdin_text: str, args: list[str]) -> str:
 def ask(
     prompt: list[str] = typer.Argument(None, help="The question; piped stdin comes before it."),
     model: str = typer.Option(
-        None, "-m", "--model", help="Model name (see `chatterm models`) or GGUF path.",
-        envvar="CHATTERM_MODEL", show_envvar=True,
+        None,
+        "-m",
+        "--model",
+        help="Model name (see `chatterm models`) or GGUF path.",
+        envvar="CHATTERM_MODEL",
+        show_envvar=True,
     ),
     system: str = typer.Option(None, "-s", "--system", help="System prompt."),
     temperature: float = typer.Option(None, help=_help("temperature")),
@@ -64,7 +68,9 @@ def ask(
     ),
     seed: int = typer.Option(None, help=_help("seed")),
     max_tokens: int = typer.Option(None, "--max-tokens", "-n", help=_help("max_tokens")),
-    stop: list[str] = typer.Option(None, "--stop", help="Stop when this text appears (repeatable)."),
+    stop: list[str] = typer.Option(
+        None, "--stop", help="Stop when this text appears (repeatable)."
+    ),
     ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
     threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
     gpu_layers: int = typer.Option(
@@ -91,9 +97,15 @@ def ask(
     settings = sampling_settings(
         config,
         overrides=dict(
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-            repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty, seed=seed, max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            seed=seed,
+            max_tokens=max_tokens,
             stop=tuple(stop) if stop else None,
         ),
     ).resolved_seed()
@@ -111,8 +123,9 @@ def ask(
         )
     finally:
         status.clear()
-    if gpu_layers and "no GPU support" in getattr(engine, "gpu_note", ""):
-        print(f"chatterm: note: {engine.gpu_note}", file=sys.stderr)
+    gpu_note = getattr(engine, "gpu_note", "")
+    if gpu_layers and "no GPU support" in gpu_note:
+        print(f"chatterm: note: {gpu_note}", file=sys.stderr)
     _stream(engine, messages, settings, as_json=as_json, stats=stats, status=status)
 
 
@@ -136,7 +149,8 @@ def _stream(
             elif isinstance(event, PromptReady) and event.dropped_messages:
                 print(
                     f"chatterm: note: dropped {event.dropped_messages} old messages to fit the "
-                    f"{event.n_ctx}-token context window", file=sys.stderr,
+                    f"{event.n_ctx}-token context window",
+                    file=sys.stderr,
                 )
             elif isinstance(event, Finished):
                 finished = event
@@ -150,13 +164,18 @@ def _stream(
     writer.close()
     assert finished is not None
     if as_json:
-        print(json.dumps({
-            "text": "".join(parts),
-            "model": engine.name,
-            "settings": settings.to_dict(),
-            "finish_reason": finished.reason,
-            "stats": finished.stats.to_dict(),
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "text": "".join(parts),
+                    "model": engine.name,
+                    "settings": settings.to_dict(),
+                    "finish_reason": finished.reason,
+                    "stats": finished.stats.to_dict(),
+                },
+                ensure_ascii=False,
+            )
+        )
     if finished.error:
         print(f"chatterm: error: {finished.error}", file=sys.stderr)
         raise typer.Exit(1)

@@ -55,9 +55,9 @@ def _environment() -> Any:
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "*":
                 for seq, n in ((left, right), (right, left)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-                        if len(seq) * n > MAX_OUTPUT_CHARS:
-                            raise SecurityError("repetition result too large")
+                    sized = isinstance(seq, (str, list, tuple)) and isinstance(n, int)
+                    if sized and len(seq) * n > MAX_OUTPUT_CHARS:
+                        raise SecurityError("repetition result too large")
             if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
                 raise SecurityError("exponent too large")
             return super().call_binop(context, operator, left, right)
@@ -109,14 +109,15 @@ def render(
     from jinja2 import TemplateError as JinjaError
 
     template = _compile(source)
-    items = [m if isinstance(m, dict) else {"role": m.role, "content": m.content}
-             for m in messages]
+    items = [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
     deadline = time.monotonic() + MAX_SECONDS
     out: list[str] = []
     size = 0
     try:
         for chunk in template.generate(
-            messages=items, bos_token=bos_token, eos_token=eos_token,
+            messages=items,
+            bos_token=bos_token,
+            eos_token=eos_token,
             add_generation_prompt=add_generation_prompt,
         ):
             size += len(chunk)
@@ -147,26 +148,37 @@ def render_segments(
     tag = uuid.uuid4().hex[:12]
     marks = [f"\x00{tag}{i}\x00" for i in range(len(messages))]
     masked = [ChatMessage(m.role, mark) for m, mark in zip(messages, marks)]
-    text = render(source, masked, bos_token=bos_token, eos_token=eos_token,
-                  add_generation_prompt=add_generation_prompt)
+    text = render(
+        source,
+        masked,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+    )
     segments: list[Segment] = []
     rest = text
     for message, mark in zip(messages, marks):
         head, found, tail = rest.partition(mark)
         if not found:
-            if mark in text:  # placeholder used twice or out of order
-                break
-            continue  # the template dropped this message (some drop the system prompt)
+            continue  # the template dropped this message (or transformed it: checked below)
         if head:
             segments.append(Segment(head, True))
         if message.content:
             segments.append(Segment(message.content, False))
         rest = tail
-    else:
-        if tag not in rest:
-            if rest:
-                segments.append(Segment(rest, True))
-            return segments
-    full = render(source, messages, bos_token=bos_token, eos_token=eos_token,
-                  add_generation_prompt=add_generation_prompt)
+    if rest:
+        segments.append(Segment(rest, True))
+    # Any trace of a placeholder left in the scaffold means the template transformed content
+    # (upper-cased, sliced, repeated it): the split is wrong, so render the plain way.
+    key = tag.casefold()
+    intact = not any(s.special and (key in s.text.casefold() or "\x00" in s.text) for s in segments)
+    if intact:
+        return segments
+    full = render(
+        source,
+        messages,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+    )
     return [Segment(full, True)]

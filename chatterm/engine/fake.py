@@ -87,17 +87,25 @@ class FakeEngine:
                 if self.delay:
                     time.sleep(self.delay)
                 top = (
-                    tuple(Candidate(i + j, word if j == 0 else f"alt{j}", 0.6 / (j + 1))
-                          for j in range(top_logprobs))
-                    if top_logprobs else ()
+                    tuple(
+                        Candidate(i + j, word if j == 0 else f"alt{j}", 0.6 / (j + 1))
+                        for j in range(top_logprobs)
+                    )
+                    if top_logprobs
+                    else ()
                 )
                 yield Token(word, i, 0.6 if top_logprobs else None, top)
                 n += 1
             elapsed = time.perf_counter() - start
-            yield Finished(reason, Stats(  # type: ignore[arg-type]
-                prompt_tokens=len(prompt.tokens), generated_tokens=n, total_s=elapsed,
-                decode_tps=n / elapsed if elapsed > 0 else 0.0,
-            ))
+            yield Finished(
+                reason,
+                Stats(  # type: ignore[arg-type]
+                    prompt_tokens=len(prompt.tokens),
+                    generated_tokens=n,
+                    total_s=elapsed,
+                    decode_tps=n / elapsed if elapsed > 0 else 0.0,
+                ),
+            )
 
     def close(self) -> None:
         self.closed = True

@@ -206,7 +206,8 @@ class LlamaEngine:
         import llama_cpp
 
         attr = llama_cpp.llama_vocab_get_attr(self._vocab, token_id)
-        return bool(attr & (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN))
+        hidden = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+        return bool(attr & hidden)
 
     def piece(self, token_id: int) -> TokenPiece:
         """How one token reads: its text (control tokens by name) and what kind it is."""
@@ -476,7 +477,7 @@ class LlamaEngine:
         yield Finished(reason, stats, error)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        llm, self._llm = self._llm, None
+        llm, self._llm = self._llm, None  # type: ignore[assignment]
         if llm is not None:
             llm.close()
 

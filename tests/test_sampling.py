@@ -1,0 +1,45 @@
+"""Sampling settings: declared once, validated everywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatterm.errors import SettingError
+from chatterm.sampling import FIELDS, SamplingSettings
+
+
+def test_every_field_has_help_and_a_range():
+    for spec in FIELDS:
+        assert spec.help and spec.minimum < spec.maximum
+        default = getattr(SamplingSettings(), spec.name)
+        assert spec.minimum <= default <= spec.maximum
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("temperature", -1),
+        ("top_p", 1.5),
+        ("top_k", -3),
+        ("min_p", 2),
+        ("max_tokens", 0),
+        ("seed", -5),
+        ("temperature", float("nan")),
+        ("top_k", "many"),
+    ],
+)
+def test_out_of_range_values_are_refused(name, value):
+    with pytest.raises(SettingError, match=name):
+        SamplingSettings().replace(**{name: value})
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(SettingError, match="unknown setting 'temprature'"):
+        SamplingSettings().merge({"temprature": 0.2})
+
+
+def test_round_trip_through_dict_and_concrete_seed():
+    s = SamplingSettings(temperature=0.3, stop=("END",))
+    assert SamplingSettings.from_dict(s.to_dict()) == s
+    assert s.resolved_seed().seed >= 0
+    assert SamplingSettings(seed=5).resolved_seed().seed == 5
