@@ -54,7 +54,23 @@ def ask(
         envvar="CHATTERM_MODEL",
         show_envvar=True,
     ),
-    system: str = typer.Option(None, "-s", "--system", help="System prompt."),
+    system: str = typer.Option(None, "-s", "--system", help="System prompt (wins over -p)."),
+    persona: str = typer.Option(
+        None,
+        "-p",
+        "--persona",
+        help="Persona: its text is the system prompt, its settings the "
+        "defaults (see `chatterm personas`).",
+    ),
+    template: str = typer.Option(
+        None,
+        "-t",
+        "--template",
+        help="Template rendered with the input as the message (see `chatterm templates`).",
+    ),
+    var: list[str] = typer.Option(
+        None, "-v", "--var", help="Set a template or persona variable: -v name=value (repeatable)."
+    ),
     temperature: float = typer.Option(None, help=_help("temperature")),
     top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
     top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
@@ -86,16 +102,17 @@ def ask(
 
     Example: git diff | chatterm ask "write a commit message"
     """
+    from chatterm.cli.prompts_cmd import compose_request
     from chatterm.config import load_config
-    from chatterm.engine.events import ChatMessage
     from chatterm.services import EngineOptions, load_engine, sampling_settings
 
-    text = combine_input(read_stdin(), prompt or [])
-    if not text.strip():
+    composed = compose_request(prompt, persona, template, var, system)
+    if not composed.user.strip():
         raise UsageError('nothing to ask: give a prompt, e.g. chatterm ask "why is the sky blue?"')
     config = load_config()
     settings = sampling_settings(
         config,
+        composed.settings,
         overrides=dict(
             temperature=temperature,
             top_p=top_p,
@@ -109,10 +126,7 @@ def ask(
             stop=tuple(stop) if stop else None,
         ),
     ).resolved_seed()
-    messages = []
-    if system:
-        messages.append(ChatMessage("system", system))
-    messages.append(ChatMessage("user", text))
+    messages = composed.messages()
 
     status = _Status(enabled=sys.stderr.isatty())
     status.show("loading model…")

@@ -1,9 +1,264 @@
-"""Placeholder: filled in by its issue."""
+"""``chatterm personas``, ``chatterm templates`` and ``chatterm render``.
+
+The groups list, show, create and edit the Markdown files handled by :mod:`chatterm.prompts`;
+``render`` shows the exact text a request would put in front of the model. Only typer is
+imported here at module level, so ``chatterm --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from chatterm.cli.errors import handle_errors
+from chatterm.errors import TemplateError, UsageError
+
+if TYPE_CHECKING:
+    from chatterm.prompts import ComposedPrompt, Kind, PromptFile
+
+PERSONA_HELP = "Persona: its text is the system prompt, its settings the defaults."
+TEMPLATE_HELP = "Template: rendered with the input (stdin and/or the argument) as the message."
+VAR_HELP = "Set a template or persona variable: -v name=value (repeatable)."
+
+
+def compose_request(
+    args: list[str] | None,
+    persona: str | None,
+    template: str | None,
+    var: list[str] | None,
+    system: str | None,
+) -> ComposedPrompt:
+    """Load the persona and template, read the input and compose the request; shared by
+    ``ask`` and ``render`` so both send exactly the same messages."""
+    from chatterm import prompts
+    from chatterm.cli.ask import combine_input, read_stdin
+
+    variables = prompts.parse_variables(var or [])
+    persona_file = prompts.load_prompt("persona", persona) if persona else None
+    template_file = prompts.load_prompt("template", template) if template else None
+    text = combine_input(read_stdin(), args or [])
+    return prompts.compose(
+        text, persona=persona_file, template=template_file, variables=variables, system=system
+    )
+
+
+# -- the personas and templates groups ------------------------------------------------------
+
+
+def _as_dict(item: PromptFile) -> dict[str, Any]:
+    return {
+        "name": item.name,
+        "kind": item.kind,
+        "description": item.description,
+        "origin": item.origin,
+        "overrides_bundled": item.overrides_bundled,
+        "path": str(item.path),
+        "settings": dict(item.settings),
+        "variables": dict(item.variables),
+        "uses": sorted(item.uses),
+        "error": item.error,
+    }
+
+
+def _list(kind: Kind, as_json: bool) -> None:
+    from chatterm import prompts
+
+    items = prompts.list_prompts(kind)
+    if as_json:
+        print(json.dumps([_as_dict(i) for i in items], indent=2, ensure_ascii=False))
+        return
+    width = max((len(i.name) for i in items), default=0)
+    for item in items:
+        if item.error:
+            text = f"BROKEN: {item.error}"
+        else:
+            text = item.description.splitlines()[0] if item.description else "(no description)"
+            if item.origin == "user":
+                text += (
+                    "  (yours, overrides the bundled one)"
+                    if item.overrides_bundled
+                    else ("  (yours)")
+                )
+        print(f"{item.name:<{width}}  {text}")
+    print(f"your {prompts.SUBDIRS[kind]}: {prompts.user_dir(kind)}", file=sys.stderr)
+
+
+def _show(kind: Kind, name: str, as_json: bool) -> None:
+    from chatterm import prompts
+
+    item = prompts.find_prompt(kind, name)
+    if as_json:
+        data = _as_dict(item)
+        data["body"] = item.body
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        origin = "yours" if item.origin == "user" else "bundled"
+        if item.overrides_bundled:
+            origin += ", overrides the bundled one"
+        print(f"chatterm: {item.path} ({origin})", file=sys.stderr)
+        sys.stdout.write(item.path.read_text(encoding="utf-8", errors="replace"))
+        sys.stdout.flush()
+    item.check()
+
+
+def _saved(kind: Kind, path: Any) -> None:
+    """Re-read the file after the editor: say where it is, or what is wrong with it."""
+    from chatterm import prompts
+
+    item = prompts.read_prompt(path, kind, "user")
+    if item.error:
+        group = prompts.SUBDIRS[kind]
+        raise TemplateError(
+            f"{item.error} (saved anyway; fix it with `chatterm {group} edit {item.name}`)"
+        )
+    print(f"chatterm: saved {path}", file=sys.stderr)
+
+
+def _new(kind: Kind, name: str) -> None:
+    from chatterm import prompts
+
+    path = prompts.new_prompt(kind, name)
+    print(f"chatterm: created {path} from a skeleton; opening the editor", file=sys.stderr)
+    prompts.run_editor(path)
+    _saved(kind, path)
+
+
+def _edit(kind: Kind, name: str) -> None:
+    from chatterm import prompts
+
+    path, copied = prompts.editable_path(kind, name)
+    if copied:
+        print(
+            f"chatterm: copied the bundled {kind} to {path}; your copy overrides it",
+            file=sys.stderr,
+        )
+    prompts.run_editor(path)
+    _saved(kind, path)
+
+
+def _group(kind: Kind, plural: str) -> typer.Typer:
+    what = (
+        "system prompts with default settings"
+        if kind == "persona"
+        else ("reusable prompts with {{ input }} and variables")
+    )
+    group = typer.Typer(
+        help=f"List, show, create and edit {plural} ({what}).\n\n"
+        f"Your own {plural} override bundled ones of the same name.",
+        invoke_without_command=True,
+        no_args_is_help=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    json_option = typer.Option(False, "--json", help="Print JSON.")
+
+    @group.callback()
+    @handle_errors
+    def default(ctx: typer.Context, as_json: bool = json_option) -> None:
+        if ctx.invoked_subcommand is None:
+            _list(kind, as_json)
+
+    @group.command("list")
+    @handle_errors
+    def list_command(as_json: bool = json_option) -> None:
+        """List them with their descriptions (the default); broken files are marked."""
+        _list(kind, as_json)
+
+    @group.command("show")
+    @handle_errors
+    def show_command(
+        name: str = typer.Argument(..., help=f"The {kind}'s name."),
+        as_json: bool = typer.Option(False, "--json", help="Print the parsed file as JSON."),
+    ) -> None:
+        """Print the file (its path goes to stderr)."""
+        _show(kind, name, as_json)
+
+    @group.command("new")
+    @handle_errors
+    def new_command(name: str = typer.Argument(..., help=f"The new {kind}'s name.")) -> None:
+        """Create one from a skeleton in your directory and open $EDITOR on it."""
+        _new(kind, name)
+
+    @group.command("edit")
+    @handle_errors
+    def edit_command(name: str = typer.Argument(..., help=f"The {kind}'s name.")) -> None:
+        """Open $EDITOR on your copy (a bundled one is copied to your directory first)."""
+        _edit(kind, name)
+
+    return group
+
+
+# -- render ---------------------------------------------------------------------------------
+
+
+def render(
+    prompt: list[str] = typer.Argument(None, help="The message; piped stdin comes before it."),
+    persona: str = typer.Option(None, "-p", "--persona", help=PERSONA_HELP),
+    template: str = typer.Option(None, "-t", "--template", help=TEMPLATE_HELP),
+    var: list[str] = typer.Option(None, "-v", "--var", help=VAR_HELP),
+    system: str = typer.Option(None, "-s", "--system", help="System prompt (wins over -p)."),
+    model: str = typer.Option(
+        None,
+        "-m",
+        "--model",
+        help="Model name (see `chatterm models`) or GGUF path.",
+        envvar="CHATTERM_MODEL",
+        show_envvar=True,
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: text, token count and ids, messages."
+    ),
+) -> None:
+    """Print the exact text the model sees after its chat template, special tokens included.
+
+    The token count goes to stderr; nothing is generated.
+    Example: chatterm render -p teacher "What is a token?"
+    """
+    from chatterm.config import load_config
+    from chatterm.services import EngineOptions, load_engine, sampling_settings
+
+    composed = compose_request(prompt, persona, template, var, system)
+    if not composed.user.strip():
+        raise UsageError('nothing to render: give a prompt, e.g. chatterm render "hello"')
+    config = load_config()
+    settings = sampling_settings(config, composed.settings)
+    engine = load_engine(EngineOptions(model=model), config)
+    try:
+        rendered = engine.render(composed.messages())
+        n_ctx = engine.n_ctx
+    finally:
+        engine.close()
+    count = len(rendered.tokens)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "text": rendered.text,
+                    "tokens": count,
+                    "token_ids": list(rendered.tokens),
+                    "model": engine.name,
+                    "n_ctx": n_ctx,
+                    "messages": [
+                        {"role": m.role, "content": m.content} for m in composed.messages()
+                    ],
+                    "settings": settings.to_dict(),
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    sys.stdout.write(rendered.text)
+    if sys.stdout.isatty() and not rendered.text.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    note = f" (more than the {n_ctx}-token context window)" if count > n_ctx else ""
+    print(f"{count} tokens{note}", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(_group("persona", "personas"), name="personas")
+    app.add_typer(_group("template", "templates"), name="templates")
+    app.command("render")(handle_errors(render))
