@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatterm.engine import chat_template
 from chatterm.engine.base import RenderedPrompt, TokenPiece
@@ -33,6 +33,9 @@ from chatterm.errors import ContextOverflowError, ModelError
 from chatterm.gguf_file import GGUFInfo, read_gguf, shard_paths
 from chatterm.hardware import default_threads
 from chatterm.sampling import SamplingSettings
+
+if TYPE_CHECKING:
+    from chatterm.engine.kv_cache import KVStateCache
 
 # When history overflows, drop old turns down to this share of the window in one go: every drop
 # changes the prompt's prefix and costs a full re-prefill, so drop rarely and in bulk.
@@ -105,7 +108,10 @@ class LlamaEngine:
         gpu_layers: int = 0,
         flash_attn: bool = True,
         use_mmap: bool = True,
+        kv_cache: KVStateCache | None = None,
     ) -> None:
+        """``kv_cache``: where to save and restore conversation states across processes
+        (``None``: keep the KV cache in memory only)."""
         self.model_path = Path(model_path)
         self.name = name or self.model_path.name
         self.info: GGUFInfo = read_gguf(self.model_path)
@@ -152,6 +158,12 @@ class LlamaEngine:
         self._eos = model.token_get_text(model.token_eos()) if model.token_eos() != -1 else ""
         self._add_bos = bool(model.add_bos_token())
         self._piece_buf = ctypes.create_string_buffer(256)
+        self.kv_cache = kv_cache
+        self.kv_cache_key = ""
+        if kv_cache is not None:
+            from chatterm.engine.kv_cache import identity_key
+
+            self.kv_cache_key = identity_key(self._state_identity())
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -236,7 +248,10 @@ class LlamaEngine:
         """The prompt text and tokens for ``messages``; scaffold and content are tokenized
         apart so user text can never turn into control tokens."""
         segments = chat_template.render_segments(
-            self.template, messages, bos_token=self._bos, eos_token=self._eos,
+            self.template,
+            messages,
+            bos_token=self._bos,
+            eos_token=self._eos,
             add_generation_prompt=add_generation_prompt,
         )
         tokens: list[int] = []
@@ -249,9 +264,7 @@ class LlamaEngine:
             tokens.extend(self.token_ids(seg.text, special=seg.special))
         return RenderedPrompt("".join(s.text for s in segments), tuple(tokens))
 
-    def fit(
-        self, messages: Sequence[ChatMessage], reserve: int
-    ) -> tuple[RenderedPrompt, int]:
+    def fit(self, messages: Sequence[ChatMessage], reserve: int) -> tuple[RenderedPrompt, int]:
         """Render ``messages`` so that ``reserve`` tokens remain for the reply, dropping the
         oldest turns (never the system prompt or the newest message) when needed.
 
@@ -265,7 +278,7 @@ class LlamaEngine:
             self._last_drop = None
             return prompt, 0
         head = [m for m in messages[:1] if m.role == "system"]
-        body = list(messages[len(head):])
+        body = list(messages[len(head) :])
         starts = [i for i, m in enumerate(body) if m.role == "user" and i > 0]
         if self._last_drop is not None:
             first_content, k = self._last_drop
@@ -299,8 +312,11 @@ class LlamaEngine:
         chain = _internals.LlamaSampler()
         if s.repeat_penalty != 1.0 or s.presence_penalty or s.frequency_penalty:
             chain.add_penalties(
-                n_vocab=self._n_vocab, penalty_last_n=64, penalty_repeat=s.repeat_penalty,
-                penalty_freq=s.frequency_penalty, penalty_present=s.presence_penalty,
+                n_vocab=self._n_vocab,
+                penalty_last_n=64,
+                penalty_repeat=s.repeat_penalty,
+                penalty_freq=s.frequency_penalty,
+                penalty_present=s.presence_penalty,
             )
         if s.temperature == 0:
             chain.add_greedy()
@@ -316,21 +332,69 @@ class LlamaEngine:
         return chain
 
     def _prepare_cache(self, tokens: Sequence[int]) -> int:
-        """Keep the longest prefix of ``tokens`` already in the KV cache; return its length.
-        One token is always left to evaluate, since sampling needs fresh logits."""
+        """Keep the longest prefix of ``tokens`` already in the KV cache (restoring a saved
+        state first when one covers more of it); return its length. One token is always left
+        to evaluate, since sampling needs fresh logits."""
         llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens]
-        prefix = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            prefix += 1
+        prefix = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+        if self.kv_cache is not None:
+            prefix = self._restore_state(tokens, prefix)
         prefix = min(prefix, len(tokens) - 1)
         if prefix < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
             prefix = 0
             llm.reset()
         llm.n_tokens = prefix
         return prefix
+
+    # -- saved states (resume across processes) ----------------------------------------
+
+    def _state_identity(self) -> dict[str, Any]:
+        """Everything a saved KV state depends on; a state saved under another identity is
+        never loaded (llama.cpp would accept some mismatches and compute garbage)."""
+        import llama_cpp
+
+        st = self.model_path.stat()
+        params = self._llm.context_params
+        return {
+            "model": str(self.model_path.resolve()),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "llama_cpp": llama_cpp.__version__,
+            "n_ctx": self.n_ctx,
+            "type_k": int(params.type_k),
+            "type_v": int(params.type_v),
+            "flash_attn": self.flash_attn,
+            "gpu_layers": self.gpu_layers if self.gpu_offload else 0,
+        }
+
+    def _restore_state(self, tokens: Sequence[int], in_memory: int) -> int:
+        """Load the saved state sharing the longest prefix with ``tokens`` when it beats the
+        ``in_memory`` prefix by enough to pay for reading it; return the usable prefix."""
+        cache = self.kv_cache
+        assert cache is not None
+        if len(tokens) < cache.min_tokens:
+            return in_memory
+        match = cache.best_match(self.kv_cache_key, tokens)
+        if match is None or match[1] < cache.min_tokens or match[1] < in_memory + cache.min_gain:
+            return in_memory
+        llm = self._llm
+        loaded = cache.load(llm.ctx, match[0], self.n_ctx)
+        if loaded is None:  # the context may hold part of a broken state: forget it all
+            llm._ctx.kv_cache_clear()
+            llm.n_tokens = 0
+            return 0
+        llm.input_ids[: len(loaded)] = loaded
+        llm.n_tokens = len(loaded)
+        return match[1]
+
+    def _save_state(self) -> None:
+        """Save the KV state after a reply so a later process can resume this conversation."""
+        cache = self.kv_cache
+        llm = self._llm
+        if cache is None or llm.n_tokens < cache.min_tokens:
+            return
+        # An unchanged state (same token ids) is found on disk by name and not written again.
+        cache.save(llm.ctx, self.kv_cache_key, llm.input_ids[: llm.n_tokens].tolist())
 
     def logits(self) -> Any:
         """The last evaluated position's logits as a NumPy view (valid until the next eval)."""
@@ -416,9 +480,23 @@ class LlamaEngine:
         try:
             self._eval_chunks(tokens[cached:], cancel)
             prefill_s = time.perf_counter() - start
+            # The token loop runs ~80 times a second: bind everything it touches to locals
+            # and evaluate each token through one reused single-token batch, skipping
+            # ``Llama.eval``'s per-call KV trim, batch-filling loop and slicing.
             ctx = llm._ctx
+            raw_ctx = llm.ctx
             vocab = self._vocab
             is_eog = llama_cpp.llama_vocab_is_eog
+            llama_decode = llama_cpp.llama_decode
+            piece_bytes = self._piece_bytes
+            decode_text = decoder.decode
+            sample = sampler.sample
+            now = time.perf_counter
+            max_tokens = sampling.max_tokens
+            input_ids = llm.input_ids
+            batch = llm._batch.batch
+            batch_token, batch_pos = batch.token, batch.pos
+            n_past = llm.n_tokens
             while True:
                 if cancel is not None and cancel.is_set():
                     reason = "cancelled"
@@ -427,16 +505,16 @@ class LlamaEngine:
                 top: tuple[Candidate, ...] = ()
                 if top_logprobs:
                     logits, log_z, top = self.top_candidates(top_logprobs)
-                token = sampler.sample(ctx, -1)
+                token = sample(ctx, -1)
                 if top_logprobs:
                     prob = math.exp(float(logits[token]) - log_z)
-                last_at = time.perf_counter()
+                last_at = now()
                 if generated == 0:
                     first_at = last_at
                 if is_eog(vocab, token):
                     break
                 generated += 1
-                text = decoder.decode(self._piece_bytes(token))
+                text = decode_text(piece_bytes(token))
                 if stops:
                     pending += text
                     cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
@@ -448,10 +526,22 @@ class LlamaEngine:
                     keep = _held_back(pending, stops, hold)
                     text, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
                 yield Token(text, token, prob, top)
-                if generated >= sampling.max_tokens or llm.n_tokens + 1 >= n_ctx:
+                if generated >= max_tokens or n_past + 1 >= n_ctx:
                     reason = "length"
                     break
-                llm.eval([token])
+                if generated == 1:  # the prompt's eval left the batch set up for many tokens
+                    batch.n_tokens = 1
+                    batch.n_seq_id[0] = 1
+                    batch.seq_id[0][0] = 0
+                    batch.logits[0] = True
+                batch_token[0] = token
+                batch_pos[0] = n_past
+                rc = llama_decode(raw_ctx, batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode returned {rc}")
+                input_ids[n_past] = token
+                n_past += 1
+                llm.n_tokens = n_past
         except GeneratorExit:
             raise
         except Exception as exc:  # a decode failure (e.g. out of memory) ends this reply only
@@ -474,12 +564,25 @@ class LlamaEngine:
             total_s=end - start,
             dropped_messages=dropped,
         )
+        if error is None:
+            self._save_state()  # before Finished: a consumer may stop iterating there
         yield Finished(reason, stats, error)  # type: ignore[arg-type]
 
     def close(self) -> None:
         llm, self._llm = self._llm, None  # type: ignore[assignment]
         if llm is not None:
             llm.close()
+
+
+def _common_prefix(cached: Any, tokens: Sequence[int]) -> int:
+    """Length of the common prefix of a NumPy token array and a token sequence."""
+    import numpy as np
+
+    n = min(len(cached), len(tokens))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
+    return int(diff[0]) if diff.size else n
 
 
 def _held_back(pending: str, stops: Sequence[str], hold: int) -> int:
