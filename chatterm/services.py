@@ -33,10 +33,18 @@ def resolve(options: EngineOptions, config: Config | None = None) -> ModelEntry:
 
 def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
     """Resolve the model and load it. Raises ``ModelError`` (exit 3) with a one-line reason."""
+    from chatterm import paths
+    from chatterm.engine.kv_cache import KVStateCache
     from chatterm.engine.llama_engine import LlamaEngine
 
     config = config or load_config()
     entry = resolve_model(options.model, config.default_model)
+    # Saved KV states let a reopened long conversation skip re-prefilling its history.
+    kv_cache = (
+        KVStateCache(paths.kv_cache_dir(), config.kv_cache_mb * 2**20)
+        if config.kv_cache_mb > 0
+        else None
+    )
     return LlamaEngine(
         entry.path,
         name=entry.name,
@@ -44,6 +52,7 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
         threads=options.threads or config.threads,
         gpu_layers=config.gpu_layers if options.gpu_layers is None else options.gpu_layers,
         flash_attn=config.flash_attn,
+        kv_cache=kv_cache,
     )
 
 
