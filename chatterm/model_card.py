@@ -1,0 +1,184 @@
+"""What a model is, from its GGUF metadata: the card ``chatterm models show`` prints and the
+one-line summary ``chatterm models`` lists.
+
+Built with :func:`chatterm.gguf_file.read_gguf` alone (no llama.cpp load, and the chat template
+is only ever shown as text). Reading a file's metadata takes ~0.4 s (it walks the whole
+vocabulary), so summaries are cached in ``cache_dir()/model-info.json``, keyed by path, size
+and modification time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chatterm import paths
+from chatterm.catalog import ModelEntry
+from chatterm.errors import ModelError
+from chatterm.gguf_file import GGUFInfo, read_gguf
+
+
+@dataclass
+class ModelCard:
+    """Everything ``models show`` reports; ``ram_bytes`` = weights + an f16 KV cache for
+    ``ctx_size`` tokens (llama.cpp's compute buffers come on top, a few percent)."""
+
+    name: str
+    path: str
+    source: str
+    repo: str | None
+    revision: str | None
+    files: list[str]
+    file_size: int
+    title: str | None
+    architecture: str
+    parameters: int
+    layers: int | None
+    context_length: int | None
+    embedding_length: int | None
+    head_count: int | None
+    head_count_kv: int | None
+    quantization: str | None
+    quant_tag: str | None
+    tokenizer: str | None
+    tokenizer_pre: str | None
+    vocab_size: int | None
+    chat_template: str | None
+    ctx_size: int
+    kv_cache_bytes: int
+    ram_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _infos(entry: ModelEntry) -> list[GGUFInfo]:
+    return [read_gguf(p) for p in entry.file_paths]
+
+
+def build_card(entry: ModelEntry, ctx_size: int) -> ModelCard:
+    """Read every shard's header; raise :class:`ModelError` if a file is missing or broken."""
+    infos = _infos(entry)
+    head = infos[0]
+    kv_heads = head.arch_value("attention.head_count_kv")
+    if isinstance(kv_heads, list):
+        kv_heads = max(kv_heads) if kv_heads else None
+    size = sum(i.file_size for i in infos)
+    kv = head.kv_cache_bytes(ctx_size)
+    remember_summary(entry, infos)
+    return ModelCard(
+        name=entry.name,
+        path=entry.path,
+        source=entry.source,
+        repo=entry.repo,
+        revision=entry.revision,
+        files=[str(p) for p in entry.file_paths],
+        file_size=size,
+        title=head.name,
+        architecture=head.architecture,
+        parameters=sum(i.parameter_count for i in infos),
+        layers=head.block_count,
+        context_length=head.context_length,
+        embedding_length=head.arch_value("embedding_length"),
+        head_count=head.arch_value("attention.head_count"),
+        head_count_kv=kv_heads,
+        quantization=head.quantization,
+        quant_tag=entry.quant,
+        tokenizer=head.tokenizer_model,
+        tokenizer_pre=head.get("tokenizer.ggml.pre"),
+        vocab_size=head.vocab_size,
+        chat_template=head.chat_template,
+        ctx_size=ctx_size,
+        kv_cache_bytes=kv,
+        ram_bytes=size + kv,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Cached summaries for `models list`
+
+
+def _cache_path() -> Path:
+    return paths.cache_dir() / "model-info.json"
+
+
+def _key(path: Path) -> str | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _load_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_cache(data: dict[str, Any]) -> None:
+    """Best effort and atomic: a cache that cannot be written only costs time."""
+    target = _cache_path()
+    with contextlib.suppress(OSError):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".model-info.", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, target)
+
+
+def _summarize(infos: list[GGUFInfo]) -> dict[str, Any]:
+    head = infos[0]
+    return {
+        "architecture": head.architecture,
+        "parameters": sum(i.parameter_count for i in infos),
+        "context_length": head.context_length,
+        "quantization": head.quantization,
+    }
+
+
+def remember_summary(entry: ModelEntry, infos: list[GGUFInfo]) -> None:
+    """Cache what was just read (after a pull or add) so the next listing is instant."""
+    key = _key(entry.file_paths[0])
+    if key is None:
+        return
+    data = _load_cache()
+    data[key] = _summarize(infos)
+    _save_cache(data)
+
+
+def summaries(entries: list[ModelEntry]) -> list[dict[str, Any]]:
+    """One summary per entry: architecture, parameters, context length, file quantization,
+    ``size`` on disk and ``missing``/``error`` when a file is gone or unreadable."""
+    cache = _load_cache()
+    kept: dict[str, Any] = {}  # entries of models no longer listed are dropped
+    result = []
+    for entry in entries:
+        files = entry.file_paths
+        key = _key(files[0])
+        summary: dict[str, Any] = {"size": entry.size}
+        if key is None or not all(f.is_file() for f in files):
+            summary["missing"] = True
+            result.append(summary)
+            continue
+        summary["size"] = sum(f.stat().st_size for f in files)
+        if key not in cache:
+            try:
+                cache[key] = _summarize(_infos(entry))
+            except ModelError as exc:
+                summary["error"] = str(exc)
+                result.append(summary)
+                continue
+        kept[key] = cache[key]
+        summary.update(cache[key])
+        result.append(summary)
+    if kept != cache:
+        _save_cache(kept)
+    return result
