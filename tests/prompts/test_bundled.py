@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,27 @@ def test_bundled_file_renders_and_runs_on_the_real_model(real_engine, kind, path
     assert finished.reason in ("stop", "length")
     reply = "".join(e.text for e in events if isinstance(e, Token))
     assert reply.strip(), f"empty reply for {path.name}"
+
+
+def readme_section() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Personas and templates")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_readme_lists_exactly_the_bundled_files():
+    section = readme_section()
+    for kind, label in (("persona", "Bundled personas:"), ("template", "Bundled templates:")):
+        listed = section[section.index(label) :].split(".")[0]
+        names = set(re.findall(r"`([\w.-]+)`", listed))
+        assert names == {p.stem for p in bundled(kind)}, kind
+
+
+def test_readme_examples_name_existing_personas_and_templates():
+    section = readme_section()
+    used = re.findall(r"(?:-p|personas show) ([\w-]+)", section)
+    used_templates = re.findall(r"(?:-t|templates edit) ([\w-]+)", section)
+    assert used and used_templates
+    assert set(used) <= {p.stem for p in bundled("persona")}
+    assert set(used_templates) <= {p.stem for p in bundled("template")}
