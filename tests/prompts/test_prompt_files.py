@@ -283,3 +283,20 @@ def test_editor_command_order(monkeypatch):
     assert prompts.editor_command() == ["code", "--wait"]
     monkeypatch.delenv("EDITOR")
     assert prompts.editor_command() == ["vim"]
+
+
+def test_prompts_module_imports_no_ui_and_jinja_only_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from chatterm import prompts\n"
+        "assert 'jinja2' not in sys.modules, 'jinja2 at import'\n"
+        "prompts.list_prompts('template')\n"
+        "assert 'jinja2' in sys.modules\n"
+        "bad = sorted(m for m in ('textual', 'rich', 'llama_cpp') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
