@@ -61,6 +61,7 @@ FALLBACK_ORDER = (
     "F32",
 )
 PREFLIGHT_TIMEOUT = 5.0
+VERIFY_NOTE_BYTES = 500_000_000  # hashing runs at ~1 GB/s: say so only when it takes a while
 STALE_INCOMPLETE_SECONDS = 600  # a live download writes every few seconds; older ones are orphans
 
 _QUANT_RE = re.compile(
@@ -347,7 +348,7 @@ def _hub_errors(repo: str, endpoint: str, filename: str | None = None) -> Iterat
             f"the Hub answered {status or 'an error'} for {what}; try again later "
             f"({_one_line(exc).split(' for url')[0]})"
         ) from None
-    except (httpx2.TransportError, LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+    except (httpx2.RequestError, LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
         raise HubError(
             f"download of {what} failed: {_one_line(exc)}; "
             "check your network connection and run the same pull again"
@@ -683,8 +684,8 @@ def _download(
                 if target.resolve() in known_good:
                     digests.append(remote.sha256 or remote.blob_id)
                     continue
-                if progress:
-                    notify(f"verifying {remote.path}…")
+                if progress and remote.size > VERIFY_NOTE_BYTES:
+                    notify(f"checking the sha256 of {remote.path}…")
                 digests.append(verify(remote, target, listing.repo))
         infos = []
         for remote, target in zip(candidate.files, targets, strict=True):

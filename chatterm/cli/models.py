@@ -297,7 +297,8 @@ def rm(
         print(f"unregistered {result.entry.name}; its file stays at {result.entry.path}")
     if result.entry.source == "hub" and result.kept_files:
         print(
-            f"chatterm: note: kept {len(result.kept_files)} file(s) another model uses",
+            f"chatterm: note: kept {len(result.kept_files)} file(s) that another model uses "
+            "or that lie outside the models directory",
             file=sys.stderr,
         )
 

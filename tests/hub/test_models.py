@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from chatterm.gguf_file import read_gguf
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 from tests.hub.ggufs import TINY_CONTEXT, TINY_LAYERS, TINY_PARAMETERS
-from tests.hub.test_pull import files_under, installed, one_line_error
+from tests.hub.helpers import files_under, installed, one_line_error, run_on_terminal
 
 
 def test_models_lists_the_starter_and_pulled_models(fake_hub, starter_path):
@@ -113,42 +108,6 @@ def test_rm_asks_on_a_terminal_and_yes_skips_the_question(tmp_path, hub_assets):
     assert "mine" in installed()
     assert run_cli("models", "rm", "mine", "--yes").returncode == 0
     assert "mine" not in installed()
-
-
-def run_on_terminal(args: list[str], answer: str) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as stdin/stdout/stderr, typing ``answer`` once the
-    question appears."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chatterm", *args],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        cwd=REPO,
-        env=dict(os.environ),
-        close_fds=True,
-    )
-    os.close(child)
-    output = b""
-    deadline = time.monotonic() + 60
-    answered = False
-    try:
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-            if not answered and b"[y/N]" in output:
-                os.write(main, answer.encode())
-                answered = True
-        return proc.wait(timeout=30), output.decode(errors="replace")
-    finally:
-        os.close(main)
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_rm_of_the_starter_or_an_unknown_name_is_refused():

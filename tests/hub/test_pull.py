@@ -10,29 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.conftest import REPO, run_cli
 from tests.hub.conftest import STARTER_REPO
 from tests.hub.fake_hub import sha256_of
-
-
-def installed() -> dict[str, dict]:
-    result = run_cli("models", "--json")
-    assert result.returncode == 0, result.stderr
-    return {row["name"]: row for row in json.loads(result.stdout)}
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The CLI's error: exactly one `chatterm: error:` line and never a traceback."""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("chatterm: error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+from tests.hub.helpers import files_under, installed, one_line_error, run_on_terminal
 
 
 def test_pull_starter_then_ask_with_the_pulled_name(fake_hub, models_dir, hub_assets):
@@ -279,3 +261,14 @@ def test_stale_partial_downloads_are_swept(fake_hub, models_dir):
     assert result.returncode == 0, result.stderr
     assert "removed 1 stale partial download(s) (5.0 kB)" in result.stderr
     assert not stale.exists() and fresh.exists()  # a download may still be writing that one
+
+
+def test_progress_bars_show_on_a_terminal_only(fake_hub):
+    code, output = run_on_terminal(["pull", "test/split-GGUF"], answer="")
+    assert code == 0, output
+    for i in (1, 2, 3):  # huggingface_hub's own bar, one per shard, named after the file
+        assert f"split-Q4_K_M-0000{i}-of-00003.gguf: 100%|" in output
+    assert 'try it: chatterm ask -m test/split-GGUF:Q4_K_M "hello"' in output
+    piped = run_cli("pull", "test/tiny-GGUF:Q8_0")
+    assert piped.returncode == 0
+    assert "%|" not in piped.stderr and "try it" not in piped.stderr
