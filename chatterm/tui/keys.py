@@ -1,0 +1,172 @@
+"""Every key binding of the chat app in one table, with ids so users can remap them.
+
+The same table feeds the footer, the help screen (F1) and the command palette, so a key is
+documented once. Users remap by binding id in ``config.toml``::
+
+    [keymap]
+    "chat.regenerate" = "ctrl+r,f5"
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from textual.binding import Binding
+
+from chatterm import paths
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+APP_BINDINGS = [
+    Binding(
+        "ctrl+q",
+        "quit",
+        "Quit",
+        id="app.quit",
+        priority=True,
+        tooltip="Quit chatterm (a streaming reply is stopped and saved first)",
+    ),
+    Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="Show every key"),
+]
+
+CHAT_BINDINGS = [
+    Binding(
+        "escape",
+        "stop",
+        "Stop",
+        id="chat.stop",
+        tooltip="Stop the reply and keep what it wrote; otherwise back to the input",
+    ),
+    Binding("ctrl+n", "new_chat", "New chat", id="chat.new", tooltip="Start a new conversation"),
+    Binding(
+        "ctrl+r",
+        "regenerate",
+        "Regenerate",
+        id="chat.regenerate",
+        tooltip="Generate another reply to the last prompt (a new branch)",
+    ),
+    Binding(
+        "ctrl+g",
+        "edit_last",
+        "Edit prompt",
+        id="chat.edit_last",
+        tooltip="Edit the last prompt and resend it (a new branch)",
+    ),
+    Binding(
+        "ctrl+b",
+        "toggle_conversations",
+        "Chats",
+        id="chat.toggle_conversations",
+        tooltip="Show or hide the conversation list",
+    ),
+    Binding(
+        "ctrl+t",
+        "toggle_panel",
+        "Panel",
+        id="chat.toggle_panel",
+        tooltip="Show or hide the settings panel",
+    ),
+    Binding(
+        "ctrl+f",
+        "search",
+        "Search",
+        id="chat.search",
+        show=False,
+        tooltip="Search conversations by title and text",
+    ),
+    Binding("ctrl+o", "pick_model", "Model", id="chat.model", tooltip="Load another model"),
+    Binding(
+        "ctrl+s",
+        "pick_persona",
+        "Persona",
+        id="chat.persona",
+        tooltip="Choose a persona: system prompt and default settings",
+    ),
+    Binding(
+        "ctrl+l",
+        "pick_template",
+        "Template",
+        id="chat.template",
+        show=False,
+        tooltip="Fill the input from a prompt template",
+    ),
+    Binding(
+        "alt+c",
+        "copy_reply",
+        "Copy reply",
+        id="chat.copy_reply",
+        show=False,
+        tooltip="Copy the last reply to the clipboard",
+    ),
+    Binding(
+        "alt+y",
+        "copy_code",
+        "Copy code",
+        id="chat.copy_code",
+        show=False,
+        tooltip="Copy the last code block of the last reply",
+    ),
+]
+
+INPUT_KEYS = [
+    ("enter", "Send the message"),
+    ("ctrl+j", "Insert a newline (also shift+enter where the terminal reports it)"),
+    ("up / down", "Recall earlier prompts (on the first / last line)"),
+    ("tab / shift+tab", "Move to the next / previous area"),
+]
+
+MESSAGE_KEYS = [
+    ("up / down", "Move between messages"),
+    ("c", "Copy the message"),
+    ("y", "Copy a code block (press again for the next one); a click on a block copies it"),
+    ("e", "Edit this prompt and resend it as a new branch"),
+    ("r", "Regenerate this reply (a new branch)"),
+    ("left / right", "Previous / next branch at this message"),
+]
+
+LIST_KEYS = [
+    ("enter", "Open the conversation"),
+    ("r / f2", "Rename it"),
+    ("d / delete", "Delete it (asks first)"),
+]
+
+PANEL_KEYS = [
+    ("up / down", "Step the focused setting by its step"),
+    ("hover", "A setting's label and field explain it"),
+]
+
+
+def user_keymap() -> dict[str, str]:
+    """``[keymap]`` from config.toml: binding id → keys. A bad file was already reported by
+    ``load_config`` at start-up; here anything unusable is ignored."""
+    try:
+        data = tomllib.loads(paths.config_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    keymap = data.get("keymap")
+    if not isinstance(keymap, dict):
+        return {}
+    return {str(k): v for k, v in keymap.items() if isinstance(v, str) and v.strip()}
+
+
+def keys_for(binding: Binding, keymap: dict[str, str]) -> str:
+    """The keys a binding answers to once the user's keymap is applied."""
+    if binding.id and binding.id in keymap:
+        return keymap[binding.id]
+    return binding.key
+
+
+def display_keys(keys: str) -> str:
+    return " / ".join(k.strip().replace("question_mark", "?") for k in keys.split(","))
+
+
+def binding_rows(bindings: Iterable[Binding], keymap: dict[str, str]) -> list[tuple[str, str]]:
+    return [
+        (display_keys(keys_for(b, keymap)), b.tooltip or b.description)
+        for b in bindings
+        if b.action
+    ]

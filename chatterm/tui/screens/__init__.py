@@ -1,0 +1,1 @@
+"""Screens of the chat app: the chat itself, help, pickers and dialogs."""

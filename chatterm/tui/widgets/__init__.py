@@ -1,0 +1,1 @@
+"""Widgets of the chat app: they render what they are given and post messages."""

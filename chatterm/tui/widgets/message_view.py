@@ -1,0 +1,232 @@
+"""One message in the transcript: the user's (plain text) or the model's (Markdown, streamed).
+
+Message widgets render what they are given and post what the user asked for (edit, regenerate,
+switch branch); the chat screen decides what that means. Copying is a pure UI matter and is done
+here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Markdown, Static
+from textual.widgets._markdown import MarkdownFence, MarkdownStream
+
+from chatterm.tui.streaming import StreamSplitter, code_blocks
+
+STATUS_LABELS = {
+    "streaming": "streaming…",
+    "stopped": "stopped",
+    "interrupted": "interrupted",
+    "error": "error",
+    "length": "cut at max tokens",
+    "waiting": "waiting for the model…",
+}
+
+
+@dataclass
+class Entry:
+    """What the transcript shows for one message; built by the screen from the store."""
+
+    id: int
+    role: str
+    content: str
+    status: str = "complete"
+    model: str | None = None
+    finish_reason: str | None = None
+    branch_index: int = 0
+    branch_total: int = 1
+
+
+class MessageView(Widget, can_focus=True):
+    """Base for both kinds of message: a header line (who, status, branch) and a body."""
+
+    BINDINGS = [
+        Binding("c", "copy", "Copy", tooltip="Copy this message to the clipboard"),
+        Binding("left,[", "branch(-1)", "Prev branch", tooltip="Show the previous alternative"),
+        Binding("right,]", "branch(1)", "Next branch", tooltip="Show the next alternative"),
+        Binding("up,k", "neighbour(-1)", "Previous message", show=False),
+        Binding("down,j", "neighbour(1)", "Next message", show=False),
+    ]
+
+    @dataclass
+    class BranchRequested(Message):
+        """Show another alternative (sibling) of this message: ``step`` is -1 or +1."""
+
+        view: MessageView
+        step: int
+
+        @property
+        def control(self) -> MessageView:
+            return self.view
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(classes=entry.role)
+        self.entry = entry
+
+    @property
+    def message_id(self) -> int:
+        return self.entry.id
+
+    @property
+    def text(self) -> str:
+        return self.entry.content
+
+    def header_content(self) -> Content:
+        who = "You" if self.entry.role == "user" else (self.entry.model or "assistant")
+        parts: list[str | tuple[str, str]] = [(who, "bold")]
+        label = STATUS_LABELS.get(self.entry.status)
+        if self.entry.status == "complete" and self.entry.finish_reason == "length":
+            label = STATUS_LABELS["length"]
+        if label:
+            parts.append(("  · " + label, "italic $warning" if label != "streaming…" else "dim"))
+        if self.entry.branch_total > 1:
+            parts.append(
+                (
+                    f"   ‹ branch {self.entry.branch_index + 1}/{self.entry.branch_total} ›",
+                    "$accent",
+                )
+            )
+        return Content.assemble(*parts)
+
+    def refresh_header(self) -> None:
+        self.query_one(".header", Static).update(self.header_content())
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.text)
+        self.notify(f"Copied the message ({len(self.text)} characters)", timeout=2)
+
+    def action_branch(self, step: int) -> None:
+        if self.entry.branch_total > 1:
+            self.post_message(self.BranchRequested(self, step))
+
+    def action_neighbour(self, step: int) -> None:
+        views = list(self.screen.query(MessageView))
+        index = views.index(self) + step
+        if 0 <= index < len(views):
+            views[index].focus()
+            views[index].scroll_visible()
+
+
+class UserMessage(MessageView):
+    """What the user sent, shown exactly as typed (never re-wrapped as Markdown)."""
+
+    BINDINGS = [
+        Binding("e", "edit", "Edit & resend", tooltip="Edit this prompt and send it as a branch"),
+    ]
+
+    @dataclass
+    class EditRequested(Message):
+        """Put this prompt in the input for editing; sending it makes a new branch."""
+
+        view: UserMessage
+
+        @property
+        def control(self) -> UserMessage:
+            return self.view
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.header_content(), classes="header")
+        yield Static(self.entry.content, classes="body", markup=False)
+
+    def action_edit(self) -> None:
+        self.post_message(self.EditRequested(self))
+
+
+class AssistantMessage(MessageView):
+    """A reply. While streaming, settled text goes through a ``MarkdownStream`` and an open
+    code fence is shown as plain text below it; :meth:`finish` re-renders the whole reply once."""
+
+    BINDINGS = [
+        Binding("y", "copy_code", "Copy code", tooltip="Copy a code block (again: the next one)"),
+        Binding("r", "regenerate", "Regenerate", tooltip="Generate another reply to this prompt"),
+    ]
+
+    @dataclass
+    class RegenerateRequested(Message):
+        view: AssistantMessage
+
+        @property
+        def control(self) -> AssistantMessage:
+            return self.view
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(entry)
+        self._splitter: StreamSplitter | None = None
+        self._stream: MarkdownStream | None = None
+        self._code_index = -1
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.header_content(), classes="header")
+        streaming = self.entry.status in ("streaming", "waiting")
+        yield Markdown("" if streaming else self.entry.content, classes="body")
+        yield Static("", classes="tail", markup=False)
+
+    @property
+    def streaming(self) -> bool:
+        return self._splitter is not None
+
+    def start_stream(self) -> None:
+        """Begin streaming into this (empty) message."""
+        self._splitter = StreamSplitter()
+        self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self.entry.content = ""
+
+    async def append(self, text: str) -> None:
+        """Add a batch of generated text."""
+        splitter = self._splitter
+        if splitter is None or self._stream is None:
+            return
+        settled = splitter.feed(text)
+        self.entry.content = splitter.text
+        if settled:
+            await self._stream.write(settled)
+        tail = self.query_one(".tail", Static)
+        tail.update(splitter.tail)
+        tail.display = bool(splitter.tail)
+
+    async def finish(self, status: str, finish_reason: str | None = None) -> None:
+        """End the stream: one full Markdown parse of the reply, the tail cleared."""
+        if self._stream is not None:
+            await self._stream.stop()
+        self._stream = None
+        self._splitter = None
+        self.entry.status = status
+        self.entry.finish_reason = finish_reason
+        tail = self.query_one(".tail", Static)
+        tail.update("")
+        tail.display = False
+        await self.query_one(Markdown).update(self.entry.content)
+        self.refresh_header()
+
+    def set_status(self, status: str) -> None:
+        self.entry.status = status
+        self.refresh_header()
+
+    def action_copy_code(self) -> None:
+        blocks = code_blocks(self.text)
+        if not blocks:
+            self.notify("This message has no code block", severity="warning", timeout=2)
+            return
+        self._code_index = (self._code_index + 1) % len(blocks)
+        self.app.copy_to_clipboard(blocks[self._code_index])
+        self.notify(f"Copied code block {self._code_index + 1}/{len(blocks)}", timeout=2)
+
+    def action_regenerate(self) -> None:
+        self.post_message(self.RegenerateRequested(self))
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a code block copies it."""
+        widget = event.widget
+        while widget is not None and widget is not self:
+            if isinstance(widget, MarkdownFence):
+                self.app.copy_to_clipboard(widget.code)
+                self.notify("Copied the code block", timeout=2)
+                return
+            widget = widget.parent  # type: ignore[assignment]

@@ -1,0 +1,132 @@
+"""The right-hand panel: model, persona, sampling settings, context meter and the last reply's
+stats. Nothing here is hidden: every figure the engine reports has a place."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import ProgressBar, Static
+
+from chatterm.engine.events import Stats
+from chatterm.sampling import SamplingSettings
+from chatterm.tui.widgets.sampling_panel import SamplingPanel
+
+BAR_WIDTH = 30
+
+
+class ContextMeter(Static):
+    """How the next prompt fills the window: system prompt, history and the reply's reserve,
+    and how many old messages the engine would drop to make room."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("measuring…", id=id)
+        self.figures: tuple[int, int, int, int, int] | None = None
+
+    def show_figures(
+        self, system: int, history: int, reserve: int, n_ctx: int, dropped: int
+    ) -> None:
+        self.figures = (system, history, reserve, n_ctx, dropped)
+        self.update(self.describe(system, history, reserve, n_ctx, dropped))
+
+    @staticmethod
+    def describe(system: int, history: int, reserve: int, n_ctx: int, dropped: int) -> Content:
+        n_ctx = max(n_ctx, 1)
+        used = system + history
+
+        def cells(n: int) -> int:
+            return round(BAR_WIDTH * min(n, n_ctx) / n_ctx)
+
+        s, h = cells(system), cells(history)
+        r = min(cells(reserve), max(0, BAR_WIDTH - s - h))
+        free = max(0, BAR_WIDTH - s - h - r)
+        over = used + reserve > n_ctx
+        lines: list[str | tuple[str, str]] = [
+            ("█" * s, "$primary"),
+            ("█" * h, "$error" if over else "$secondary"),
+            ("▒" * r, "$warning"),
+            ("░" * free, "dim"),
+            "\n",
+            ("system ", "$primary"),
+            f"{system}  ",
+            ("history ", "$secondary"),
+            f"{history}\n",
+            ("reserve ", "$warning"),
+            f"{reserve}  ",
+            f"window {n_ctx}\n",
+            f"{used + reserve} of {n_ctx} tokens ({100 * (used + reserve) / n_ctx:.0f}%)",
+        ]
+        if dropped:
+            lines.append(
+                (
+                    f"\nthe oldest {dropped} message{'s' if dropped != 1 else ''} will be "
+                    "dropped to fit",
+                    "$error",
+                )
+            )
+        return Content.assemble(*lines)
+
+
+class ReplyStats(Static):
+    """The last reply's figures from the engine, and live progress while one streams."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("no reply yet", id=id)
+
+    def show_stats(self, stats: Stats, reason: str) -> None:
+        self.update(
+            Content.assemble(
+                ("first token ", "dim"),
+                f"{stats.ttft_s * 1000:.0f} ms\n",
+                ("prompt ", "dim"),
+                f"{stats.prompt_tokens} tok · {stats.prompt_tps:.1f} tok/s\n",
+                ("cached ", "dim"),
+                f"{stats.cached_tokens} of {stats.prompt_tokens} tokens reused\n",
+                ("decode ", "dim"),
+                f"{stats.generated_tokens} tok · {stats.decode_tps:.1f} tok/s\n",
+                ("total ", "dim"),
+                f"{stats.total_s:.2f} s · {reason}",
+            )
+        )
+
+    def show_progress(self, tokens: int, elapsed: float) -> None:
+        rate = tokens / elapsed if elapsed > 0 else 0.0
+        self.update(
+            Content.assemble(("streaming ", "dim"), f"{tokens} tok · {rate:.1f} tok/s", "\n")
+        )
+
+
+class SidePanel(VerticalScroll):
+    """Model, persona, sampling, context and stats, top to bottom."""
+
+    def __init__(self, settings: SamplingSettings, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._settings = settings
+
+    def compose(self) -> ComposeResult:
+        yield Static("Model", classes="panel-title")
+        yield Static("loading…", id="model-info")
+        bar = ProgressBar(total=None, show_eta=False, show_percentage=False, id="model-progress")
+        bar.display = False
+        yield bar
+        yield Static("Persona", classes="panel-title")
+        yield Static("none", id="persona-info")
+        yield Static("Sampling", classes="panel-title")
+        yield SamplingPanel(self._settings, id="sampling")
+        yield Static("Context", classes="panel-title")
+        yield ContextMeter(id="context-meter")
+        yield Static("Last reply", classes="panel-title")
+        yield ReplyStats(id="reply-stats")
+
+    def show_model(self, name: str, detail: str = "") -> None:
+        self.query_one("#model-info", Static).update(
+            Content.assemble((name, "bold"), f"\n{detail}" if detail else "")
+        )
+
+    def show_persona(self, name: str | None, description: str = "") -> None:
+        self.query_one("#persona-info", Static).update(
+            Content.assemble(
+                (name or "none", "bold"),
+                (f"\n{description}" if description else "", "dim italic"),
+            )
+        )

@@ -1,0 +1,101 @@
+"""The plain-Python streaming helpers: token batching, the open-fence splitter, code blocks."""
+
+from __future__ import annotations
+
+from chatterm.tui.streaming import StreamSplitter, TokenBatcher, code_blocks
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_batcher_posts_the_first_token_at_once_then_waits_for_the_interval():
+    clock = Clock()
+    batcher = TokenBatcher(0.1, clock)
+    assert batcher.add("a") is True
+    assert batcher.take() == ("a", 1)
+    clock.now += 0.01
+    assert batcher.add("b") is False
+    clock.now += 0.01
+    assert batcher.add("c") is False
+    clock.now += 0.1
+    assert batcher.add("d") is True
+    assert batcher.take() == ("bcd", 3)
+    assert batcher.total_tokens == 4
+
+
+def test_batcher_take_when_empty_returns_nothing():
+    batcher = TokenBatcher(0.1, Clock())
+    assert batcher.take() == ("", 0)
+
+
+def feed_all(splitter: StreamSplitter, pieces: list[str]) -> list[str]:
+    return [splitter.feed(p) for p in pieces]
+
+
+def test_prose_is_settled_as_it_arrives():
+    splitter = StreamSplitter()
+    assert feed_all(splitter, ["Hello", " world", "\n\nMore"]) == ["Hello", " world", "\n\nMore"]
+    assert splitter.tail == ""
+
+
+def test_an_open_code_fence_stays_in_the_tail_until_it_closes():
+    splitter = StreamSplitter()
+    out = feed_all(splitter, ["Here:\n", "```py", "thon\n", "x = 1\n", "y = 2\n"])
+    assert "".join(out) == "Here:\n"
+    assert splitter.in_fence
+    assert splitter.tail == "```python\nx = 1\ny = 2\n"
+    closed = splitter.feed("```\n")
+    assert closed == "```python\nx = 1\ny = 2\n```\n"
+    assert splitter.tail == "" and not splitter.in_fence
+
+
+def test_a_line_that_may_become_a_fence_is_held_back():
+    splitter = StreamSplitter()
+    assert splitter.feed("Text\n`") == "Text\n"
+    assert splitter.tail == "`"
+    assert splitter.feed("``python\n") == ""
+    assert splitter.in_fence
+
+
+def test_a_held_back_line_is_released_when_it_is_not_a_fence():
+    splitter = StreamSplitter()
+    assert splitter.feed("`x` is") == ""
+    assert splitter.feed(" code\n") == "`x` is code\n"
+    assert splitter.tail == ""
+
+
+def test_inline_code_with_backticks_is_not_a_fence():
+    splitter = StreamSplitter()
+    assert splitter.feed("``x`` is code\nnext") == "``x`` is code\nnext"
+    assert not splitter.in_fence
+
+
+def test_tilde_fence_closes_only_with_tildes():
+    splitter = StreamSplitter()
+    splitter.feed("~~~\ncode\n```\n")
+    assert splitter.in_fence
+    assert splitter.feed("~~~~\nafter") == "~~~\ncode\n```\n~~~~\nafter"
+
+
+def test_settled_plus_tail_is_always_the_whole_text():
+    text = "a\n```js\nlet x\n```\nb `c` d\n~~~\nz"
+    splitter = StreamSplitter()
+    settled = ""
+    for ch in text:
+        settled += splitter.feed(ch)
+        assert settled + splitter.tail == splitter.text
+    assert splitter.text == text
+
+
+def test_code_blocks_finds_each_fenced_block():
+    text = "x\n```py\nprint(1)\n```\ntext\n~~~\na\nb\n~~~\n```\nunclosed"
+    assert code_blocks(text) == ["print(1)", "a\nb", "unclosed"]
+
+
+def test_code_blocks_none():
+    assert code_blocks("just `inline` code") == []
