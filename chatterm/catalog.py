@@ -118,9 +118,13 @@ class Catalog:
             result.append(ModelEntry.from_dict(entry))
         return result
 
-    def referenced_files(self) -> set[Path]:
-        """Resolved paths of every file a registered model uses (pulls must not delete these)."""
-        return {p.resolve() for e in self.entries() for p in e.file_paths}
+    def referenced_files(self, exclude: str | None = None) -> set[Path]:
+        """Resolved paths of every file a registered model (other than ``exclude``) uses:
+        files a failed pull must not delete."""
+        skip = exclude.casefold() if exclude else None
+        return {
+            p.resolve() for e in self.entries() if e.name.casefold() != skip for p in e.file_paths
+        }
 
     def by_repo(self, repo: str) -> list[ModelEntry]:
         wanted = repo.casefold()

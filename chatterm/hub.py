@@ -412,6 +412,12 @@ def _progress_class(label: str, enabled: bool) -> Any:
     return Bar
 
 
+def _safe_path(path_in_repo: str) -> bool:
+    """A listing from a mirror is untrusted: no absolute paths or ``..`` escaping the folder."""
+    parts = path_in_repo.split("/")
+    return bool(path_in_repo) and not path_in_repo.startswith("/") and ".." not in parts
+
+
 @dataclass
 class RepoListing:
     repo: str  # canonical id, as the Hub spells it
@@ -432,7 +438,7 @@ def list_repo(repo: str, endpoint: str) -> RepoListing:
         files = [
             RemoteFile(e.path, int(e.size), e.blob_id, e.lfs.sha256 if e.lfs is not None else None)
             for e in api.list_repo_tree(info.id, recursive=True, revision=commit)
-            if isinstance(e, RepoFile)
+            if isinstance(e, RepoFile) and _safe_path(e.path)
         ]
     return RepoListing(info.id, commit, files)
 
@@ -667,7 +673,7 @@ def _download(
 
     endpoint = hub_endpoint()
     local_dir = repo_dir(listing.repo)
-    known_good = catalog.referenced_files()
+    known_good = catalog.referenced_files(exclude=name)  # re-pulling a damaged entry re-checks
     digests: list[str] = []
     try:
         with _hf_logs_as_notes(notify):

@@ -96,6 +96,8 @@ def build_repos(a: Assets) -> list[HubRepo]:
         HubRepo("test/huge-GGUF", [tiny("huge-Q4_K_M.gguf", claimed_size=10**15)]),
         HubRepo("test/junk-GGUF", [HubFile("junk-Q4_K_M.gguf", data=b"not a model\n" * 512)]),
         HubRepo("test/slow-GGUF", [starter("slow-Q4_K_M.gguf", delay=0.05)]),
+        # A hostile mirror: a listed path that would escape the download folder.
+        HubRepo("test/escape-GGUF", [tiny("../../../escape-Q4_K_M.gguf")]),
     ]
 
 

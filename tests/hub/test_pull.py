@@ -272,3 +272,22 @@ def test_progress_bars_show_on_a_terminal_only(fake_hub):
     piped = run_cli("pull", "test/tiny-GGUF:Q8_0")
     assert piped.returncode == 0
     assert "%|" not in piped.stderr and "try it" not in piped.stderr
+
+
+def test_a_damaged_model_is_downloaded_and_checked_again(fake_hub, models_dir):
+    assert run_cli("pull", "test/tiny-GGUF:Q8_0").returncode == 0
+    pulled = models_dir / "test/tiny-GGUF/tiny-Q8_0.gguf"
+    pulled.unlink()
+    listing = run_cli("models").stdout
+    assert "(missing: pull or add it again)" in listing
+    again = run_cli("pull", "test/tiny-GGUF:Q8_0")
+    assert again.returncode == 0, again.stderr
+    assert "pulled test/tiny-GGUF:Q8_0" in again.stdout
+    assert pulled.is_file() and not installed()["test/tiny-GGUF:Q8_0"]["missing"]
+
+
+def test_a_listed_path_outside_the_repo_folder_is_ignored(fake_hub, chatterm_home):
+    result = run_cli("pull", "test/escape-GGUF")
+    assert result.returncode == 3
+    assert "has no GGUF model files" in one_line_error(result)
+    assert not list(chatterm_home.parent.rglob("escape-Q4_K_M.gguf"))
