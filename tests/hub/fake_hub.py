@@ -10,6 +10,7 @@ What huggingface_hub requests (read from its source and checked in this server's
   bytes=N-`` when resuming (answered 206 + ``Content-Range``).
 - Errors carry ``X-Error-Code`` (``RepoNotFound``, ``EntryNotFound``, ``RevisionNotFound``,
   ``GatedRepo``) and a JSON ``{"error": ...}`` body.
+- Also ``GET /api/agent-harnesses`` (best-effort telemetry, at most daily; a 404 is ignored).
 """
 
 from __future__ import annotations

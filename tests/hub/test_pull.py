@@ -291,3 +291,16 @@ def test_a_listed_path_outside_the_repo_folder_is_ignored(fake_hub, chatterm_hom
     assert result.returncode == 3
     assert "has no GGUF model files" in one_line_error(result)
     assert not list(chatterm_home.parent.rglob("escape-Q4_K_M.gguf"))
+
+
+def test_a_pull_pins_every_request_to_the_listed_commit(fake_hub):
+    result = run_cli("pull", "test/tiny-GGUF:Q8_0")
+    assert result.returncode == 0, result.stderr
+    sha = fake_hub.repos["test/tiny-gguf"].sha
+    seen = [(r.method, r.path) for r in fake_hub.log if "agent-harnesses" not in r.path]
+    assert seen == [
+        ("GET", "/api/models/test/tiny-GGUF"),
+        ("GET", f"/api/models/test/tiny-GGUF/tree/{sha}?recursive=true&expand=false"),
+        ("HEAD", f"/test/tiny-GGUF/resolve/{sha}/tiny-Q8_0.gguf"),
+        ("GET", f"/test/tiny-GGUF/resolve/{sha}/tiny-Q8_0.gguf"),
+    ]
