@@ -77,8 +77,14 @@ def pull(
 ) -> None:
     """Download a GGUF model from the Hugging Face Hub and register it as REPO:QUANT.
 
-    Gated repos use HF_TOKEN or your `hf auth login`. HF_ENDPOINT selects another Hub.
-    Example: chatterm pull bartowski/SmolLM2-135M-Instruct-GGUF:Q8_0
+    Every shard of a split model is downloaded and checked against the Hub's sha256; a failed
+    or interrupted pull registers nothing. Gated repos use HF_TOKEN or `hf auth login`;
+    HF_ENDPOINT selects a mirror.
+
+    \b
+    Examples:
+      chatterm pull bartowski/SmolLM2-135M-Instruct-GGUF:Q8_0
+      chatterm pull bartowski/SmolLM2-135M-Instruct-GGUF --file SmolLM2-135M-Instruct-Q4_K_M.gguf
     """
     from chatterm import hub
 
