@@ -1,0 +1,888 @@
+#!/usr/bin/env python
+"""Benchmark chatterm against bare llama-cpp-python on the same model, threads and settings.
+
+One run measures, as medians over ``--reps`` repetitions (interleaved, so a noisy neighbour
+slows every contender alike):
+
+1. decode tok/s at equal context depth and temperature 0: the chatterm engine, a bare
+   ``Llama.generate`` loop and an ``Llama.eval``-only greedy loop (the floor), in this process
+   on one loaded model; and ``chatterm ask --json`` vs the bare loop, each in a fresh process;
+2. time to first token when a fresh process continues a ~1,500-token conversation with the
+   KV-state cache vs prefilling it from scratch (and that both replies are identical);
+3. time to first token at turn 10 vs turn 1 of one conversation in one process;
+4. ``chatterm --help`` wall time, and ``chatterm ask`` process start → first token vs the bare
+   process's model load + prefill;
+5. peak RSS of ``chatterm ask`` vs the bare loop in a fresh process at the same n_ctx;
+6. the machine: llama.cpp's CPU features and the thread count chatterm chose.
+
+Usage: python scripts/bench.py [--model X.gguf] [--reps 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+COUNT_PROMPT = "Count from 1 to 500, separated by commas."
+RESUME_QUESTION = "Thanks. Which of these topics should I read about first, and why?"
+TOPICS = (
+    "the Roman roads",
+    "medieval castles",
+    "steam engines",
+    "coral reefs",
+    "the printing press",
+    "volcanoes",
+    "honey bees",
+    "the Silk Road",
+    "glaciers",
+    "lighthouses",
+    "windmills",
+    "the moon landings",
+    "tea cultivation",
+    "paper making",
+    "bridges",
+    "clocks",
+)
+
+
+# -- small helpers -----------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def decode_rate(stamps: Sequence[float]) -> float:
+    """Tokens per second between the first and the last sampled token (prefill excluded)."""
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return 0.0
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def load_avg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "?"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class ChildResult:
+    stdout: str
+    stderr: str
+    returncode: int
+    first_s: float  # spawn → first stdout byte (or marker line)
+    wall_s: float
+    maxrss_mb: float
+
+
+def run_child(
+    cmd: Sequence[str], env: dict[str, str], *, marker: bytes | None = None, timeout: float = 300
+) -> ChildResult:
+    """Run ``cmd`` and time its first output; peak RSS comes from ``wait4`` on this very child
+    (``RUSAGE_CHILDREN`` would report the largest child so far, not this one)."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO
+        )
+        assert proc.stdout is not None
+        out = b""
+        first = 0.0
+        deadline = start + timeout
+        fd = proc.stdout.fileno()
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+            if not first and (marker is None or marker in out):
+                first = time.perf_counter() - start
+            if time.perf_counter() > deadline:
+                proc.kill()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.stdout.close()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+    # ru_maxrss is in KiB on Linux, bytes on macOS
+    scale = 1 if sys.platform == "darwin" else 1024
+    return ChildResult(
+        out.decode("utf-8", "replace"),
+        stderr,
+        proc.returncode,
+        first,
+        wall,
+        usage.ru_maxrss * scale / 2**20,
+    )
+
+
+def last_json(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON in child output: {text[-500:]!r}")
+
+
+def child_cmd(mode: str, spec: dict[str, Any], workdir: Path) -> list[str]:
+    path = workdir / f"spec-{mode}-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(spec))
+    return [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(path)]
+
+
+# -- child processes -----------------------------------------------------------------------
+
+
+def child_bare(spec: dict[str, Any]) -> None:
+    """A bare llama-cpp-python process: load, prefill, ``Llama.generate`` greedy."""
+    t0 = time.perf_counter()
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=spec["model"],
+        n_ctx=spec["n_ctx"],
+        n_batch=512,
+        n_threads=spec["threads"],
+        n_threads_batch=spec["threads"],
+        flash_attn=True,
+        verbose=False,
+    )
+    load_s = time.perf_counter() - t0
+    stamps: list[float] = []
+    out: list[int] = []
+    vocab = llm._model.vocab
+    t1 = time.perf_counter()
+    for token in llm.generate(spec["tokens"], temp=0, repeat_penalty=1.0):
+        stamps.append(time.perf_counter())
+        if len(stamps) == 1:
+            sys.stdout.write("FIRST\n")
+            sys.stdout.flush()
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            break
+        out.append(token)
+        if len(out) >= spec["max_tokens"]:
+            break
+    text = llm.detokenize(out).decode("utf-8", "replace")
+    print(
+        json.dumps(
+            {
+                "load_s": load_s,
+                "prefill_s": stamps[0] - t1,
+                "decode_tps": decode_rate(stamps),
+                "generated": len(out),
+                "text": text,
+            }
+        )
+    )
+
+
+def child_resume(spec: dict[str, Any]) -> None:
+    """A fresh chatterm process continuing a conversation through ``load_engine`` (the
+    KV-state cache on or off), timing generate() → first token."""
+    import dataclasses
+
+    from chatterm.config import load_config
+    from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
+    from chatterm.sampling import SamplingSettings
+    from chatterm.services import EngineOptions, load_engine
+
+    config = load_config()
+    if not spec["cache"]:
+        config = dataclasses.replace(config, kv_cache_mb=0)
+    t0 = time.perf_counter()
+    engine = load_engine(
+        EngineOptions(model=spec["model"], ctx_size=spec["n_ctx"], threads=spec["threads"]),
+        config,
+    )
+    load_s = time.perf_counter() - t0
+    messages = [ChatMessage(m["role"], m["content"]) for m in spec["messages"]]
+    sampling = SamplingSettings(temperature=0, seed=1, max_tokens=spec["max_tokens"])
+    parts: list[str] = []
+    ready = finished = None
+    first = 0.0
+    t1 = time.perf_counter()
+    for event in engine.generate(messages, sampling):
+        if isinstance(event, Token):
+            if not first:
+                first = time.perf_counter() - t1
+            parts.append(event.text)
+        elif isinstance(event, PromptReady):
+            ready = event
+        elif isinstance(event, Finished):
+            finished = event
+    assert ready is not None and finished is not None
+    result = {
+        "load_s": load_s,
+        "ttft_s": first,
+        "prompt_tokens": ready.prompt_tokens,
+        "cached_tokens": ready.cached_tokens,
+        "text": "".join(parts),
+        "reason": finished.reason,
+    }
+    if spec.get("then"):
+        # Continue in this process from the in-memory KV cache, with saving off so the state
+        # saved above stays the one a fresh process finds: its reply is what a restore must
+        # reproduce exactly.
+        engine.kv_cache = None  # type: ignore[attr-defined]
+        follow = [
+            *messages,
+            ChatMessage("assistant", result["text"]),
+            ChatMessage("user", spec["then"]),
+        ]
+        result["then_text"] = "".join(
+            e.text
+            for e in engine.generate(follow, sampling.replace(max_tokens=spec["then_max"]))
+            if isinstance(e, Token)
+        )
+    print(json.dumps(result))
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from chatterm.catalog import starter_model_path
+        from chatterm.hardware import default_threads
+
+        self.args = args
+        model = args.model or starter_model_path()
+        if model is None:
+            raise SystemExit("bench: no model: pass --model X.gguf or install the starter model")
+        self.model = str(Path(model).resolve())
+        self.threads = args.threads or default_threads()
+        self.n_ctx = args.ctx
+        self.reps = args.reps
+        self.n_tokens = args.tokens
+        self.work = Path(tempfile.mkdtemp(prefix="chatterm-bench-"))
+        self.results: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.engine: Any = None
+
+    def log(self, text: str) -> None:
+        if not self.args.json:
+            print(f"  {text}", file=sys.stderr, flush=True)
+
+    def env(self, home: str = "home") -> dict[str, str]:
+        env = {**os.environ, "CHATTERM_HOME": str(self.work / home), "PYTHONPATH": str(REPO)}
+        for var in ("CHATTERM_MODEL", "CHATTERM_CTX_SIZE", "CHATTERM_THREADS"):
+            env.pop(var, None)
+        return env
+
+    def chatterm_cmd(self) -> list[str]:
+        script = Path(sys.executable).parent / "chatterm"
+        return [str(script)] if script.exists() else [sys.executable, "-m", "chatterm"]
+
+    def ask_cmd(self, *extra: str) -> list[str]:
+        return [
+            *self.chatterm_cmd(),
+            "ask",
+            "--model",
+            self.model,
+            "--temperature",
+            "0",
+            "--seed",
+            "1",
+            "--max-tokens",
+            str(self.n_tokens),
+            "--threads",
+            str(self.threads),
+            "--ctx-size",
+            str(self.n_ctx),
+            *extra,
+            COUNT_PROMPT,
+        ]
+
+    # 6. machine ------------------------------------------------------------------------
+
+    def machine(self) -> None:
+        import llama_cpp
+
+        from chatterm.engine.llama_engine import system_info
+
+        self.results["machine"] = {
+            "cpu": cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "threads_chosen": self.threads,
+            "system_info": system_info(),
+            "llama_cpp_python": llama_cpp.__version__,
+            "python": platform.python_version(),
+            "model": self.model,
+            "n_ctx": self.n_ctx,
+            "flash_attn": True,
+            "load_avg_start": load_avg(),
+        }
+
+    # 1. decode -------------------------------------------------------------------------
+
+    def decode(self) -> None:
+        import llama_cpp
+
+        from chatterm.engine.events import ChatMessage, Finished, Token
+        from chatterm.engine.llama_engine import LlamaEngine
+        from chatterm.sampling import SamplingSettings
+
+        self.engine = engine = LlamaEngine(
+            self.model, n_ctx=self.n_ctx, threads=self.threads, flash_attn=True
+        )
+        llm = engine.llama
+        messages = [ChatMessage("user", COUNT_PROMPT)]
+        prompt = list(engine.render(messages).tokens)
+        self.prompt_tokens = prompt
+        sampling = SamplingSettings(temperature=0, seed=1, max_tokens=self.n_tokens)
+        vocab = llm._model.vocab
+        n = self.n_tokens
+
+        def run_engine() -> tuple[float, list[int]]:
+            llm.reset()
+            out, finished = [], None
+            for event in engine.generate(messages, sampling):
+                if isinstance(event, Token) and event.token_id >= 0:
+                    out.append(event.token_id)
+                elif isinstance(event, Finished):
+                    finished = event
+            assert finished is not None
+            return finished.stats.decode_tps, out
+
+        def run_generate() -> tuple[float, list[int]]:
+            llm.reset()
+            stamps: list[float] = []
+            out: list[int] = []
+            for token in llm.generate(prompt, temp=0, repeat_penalty=1.0):
+                stamps.append(time.perf_counter())
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                out.append(token)
+                if len(out) >= n:
+                    break
+            return decode_rate(stamps), out
+
+        def run_eval() -> tuple[float, list[int]]:
+            from llama_cpp import _internals
+
+            llm.reset()
+            greedy = _internals.LlamaSampler()
+            greedy.add_greedy()
+            ctx = llm._ctx
+            llm.eval(prompt)
+            stamps: list[float] = []
+            out: list[int] = []
+            while True:
+                token = greedy.sample(ctx, -1)
+                stamps.append(time.perf_counter())
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                out.append(token)
+                if len(out) >= n:
+                    break
+                llm.eval([token])
+            greedy.close()
+            return decode_rate(stamps), out
+
+        contenders: dict[str, Callable[[], tuple[float, list[int]]]] = {
+            "engine": run_engine,
+            "generate": run_generate,
+            "eval": run_eval,
+        }
+        rates: dict[str, list[float]] = {k: [] for k in contenders}
+        outputs: dict[str, list[int]] = {}
+        run_generate()  # warm-up: page in the weights
+        for rep in range(self.reps):
+            names = list(contenders)
+            names = names[rep % 3 :] + names[: rep % 3]
+            for name in names:
+                rate, out = contenders[name]()
+                rates[name].append(rate)
+                outputs[name] = out
+            self.log(
+                f"decode rep {rep + 1}: "
+                + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
+                + " tok/s"
+            )
+        lengths = {k: len(v) for k, v in outputs.items()}
+        same = outputs["engine"] == outputs["generate"] == outputs["eval"]
+        if not same:
+            self.notes.append(f"decode: token sequences differ between loops (lengths {lengths})")
+        self.results["decode"] = {
+            "prompt_tokens": len(prompt),
+            "generated": lengths,
+            "same_tokens": same,
+            **{f"{k}_tps": median(v) for k, v in rates.items()},
+            "runs": rates,
+        }
+
+    # 1b, 4, 5. chatterm ask vs a bare process ------------------------------------------
+
+    def processes(self) -> None:
+        bare_spec = {
+            "model": self.model,
+            "n_ctx": self.n_ctx,
+            "threads": self.threads,
+            "tokens": self.prompt_tokens,
+            "max_tokens": self.n_tokens,
+        }
+        rows: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "bare_tps",
+                "bare_load_s",
+                "bare_prefill_s",
+                "bare_first_s",
+                "bare_rss_mb",
+                "ask_tps",
+                "ask_rss_mb",
+                "ask_first_s",
+                "ask_json_rss_mb",
+            )
+        }
+        texts: dict[str, str] = {}
+        for rep in range(self.reps):
+            bare = run_child(child_cmd("bare", bare_spec, self.work), self.env(), marker=b"FIRST")
+            if bare.returncode:
+                raise RuntimeError(f"bare child failed: {bare.stderr[-2000:]}")
+            data = last_json(bare.stdout)
+            rows["bare_tps"].append(data["decode_tps"])
+            rows["bare_load_s"].append(data["load_s"])
+            rows["bare_prefill_s"].append(data["prefill_s"])
+            rows["bare_first_s"].append(bare.first_s)
+            rows["bare_rss_mb"].append(bare.maxrss_mb)
+            texts["bare"] = data["text"]
+
+            ask = run_child(self.ask_cmd("--json"), self.env())
+            if ask.returncode:
+                raise RuntimeError(f"chatterm ask failed: {ask.stderr[-2000:]}")
+            result = last_json(ask.stdout)
+            rows["ask_tps"].append(result["stats"]["decode_tps"])
+            rows["ask_json_rss_mb"].append(ask.maxrss_mb)
+            texts["ask"] = result["text"]
+
+            plain = run_child(self.ask_cmd(), self.env())
+            if plain.returncode:
+                raise RuntimeError(f"chatterm ask failed: {plain.stderr[-2000:]}")
+            rows["ask_first_s"].append(plain.first_s)
+            rows["ask_rss_mb"].append(plain.maxrss_mb)
+            self.log(
+                f"processes rep {rep + 1}: bare {data['decode_tps']:.1f} tok/s, "
+                f"ask {result['stats']['decode_tps']:.1f} tok/s; first token bare "
+                f"{bare.first_s:.2f} s, ask {plain.first_s:.2f} s; RSS bare "
+                f"{bare.maxrss_mb:.0f} MB, ask {plain.maxrss_mb:.0f} MB"
+            )
+        same = texts.get("ask", "").strip() == texts.get("bare", "").strip()
+        if not same:
+            self.notes.append("chatterm ask and the bare process replied differently")
+        self.results["processes"] = {
+            **{k: median(v) for k, v in rows.items()},
+            "same_text": same,
+            "runs": rows,
+        }
+
+    def help_time(self) -> None:
+        cmd = [*self.chatterm_cmd(), "--help"]
+        subprocess.run(cmd, capture_output=True, env=self.env(), check=True)  # warm the cache
+        times = []
+        for _ in range(max(5, self.reps)):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, env=self.env(), check=True)
+            times.append(time.perf_counter() - t0)
+        self.results["help"] = {"wall_s": median(times), "runs": times}
+        self.log(f"chatterm --help: {median(times):.3f} s")
+
+    # 2. resume from a saved KV state ---------------------------------------------------
+
+    def conversation(self, target: int) -> list[dict[str, str]]:
+        """A history of about ``target`` tokens ending with a user message."""
+        from chatterm.engine.events import ChatMessage
+
+        engine = self.engine
+        messages = [{"role": "system", "content": "You are a patient, thorough tutor."}]
+        i = 0
+        while True:
+            topic = TOPICS[i % len(TOPICS)]
+            user = f"Question {i + 1}: explain in a few sentences why {topic} mattered."
+            history = [ChatMessage(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
+            history.append(ChatMessage("user", user))
+            if len(engine.render(history).tokens) >= target:
+                messages.append({"role": "user", "content": user})
+                return messages
+            messages.append({"role": "user", "content": user})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": (
+                        f"{topic.capitalize()} mattered because they changed how people "
+                        "lived and worked. Historians point to trade, travel and knowledge "
+                        "spreading faster, and to new skills that later generations built "
+                        f"on. Studying {topic} shows how small inventions can reshape whole "
+                        "societies over many years."
+                    ),
+                }
+            )
+            i += 1
+
+    def resume(self) -> None:
+        history = self.conversation(self.args.history_tokens)
+        spec = {
+            "model": self.model,
+            "n_ctx": self.n_ctx,
+            "threads": self.threads,
+            "messages": history,
+            "max_tokens": 32,
+            "cache": True,
+            "then": RESUME_QUESTION,
+            "then_max": 24,
+        }
+        prime = run_child(child_cmd("resume", spec, self.work), self.env("resume-home"))
+        if prime.returncode:
+            raise RuntimeError(f"resume child failed: {prime.stderr[-2000:]}")
+        first = last_json(prime.stdout)
+        follow = [
+            *history,
+            {"role": "assistant", "content": first["text"]},
+            {"role": "user", "content": RESUME_QUESTION},
+        ]
+        cached_spec = {**spec, "messages": follow, "max_tokens": 24, "then": None}
+        cold_spec = {**cached_spec, "cache": False}
+        warm_t, cold_t, warm_cached = [], [], []
+        texts: dict[str, str] = {}
+        prompt_tokens = 0
+        for rep in range(self.reps):
+            for kind, s in (("cold", cold_spec), ("cached", cached_spec))[:: 1 if rep % 2 else -1]:
+                res = run_child(child_cmd("resume", s, self.work), self.env("resume-home"))
+                if res.returncode:
+                    raise RuntimeError(f"resume child failed: {res.stderr[-2000:]}")
+                data = last_json(res.stdout)
+                texts[kind] = data["text"]
+                prompt_tokens = data["prompt_tokens"]
+                if kind == "cold":
+                    cold_t.append(data["ttft_s"])
+                else:
+                    warm_t.append(data["ttft_s"])
+                    warm_cached.append(data["cached_tokens"])
+            self.log(
+                f"resume rep {rep + 1}: cached {warm_t[-1]:.2f} s "
+                f"({warm_cached[-1]} tokens restored), from scratch {cold_t[-1]:.2f} s"
+            )
+        exact = texts["cached"] == first["then_text"]
+        same = texts["cold"] == texts["cached"]
+        if not exact:
+            self.notes.append(
+                "resume: the reply after restoring differs from continuing in memory "
+                f"(restored {texts['cached']!r}, in memory {first['then_text']!r})"
+            )
+        if not same:
+            n = len(os.path.commonprefix([texts["cold"], texts["cached"]]))
+            self.notes.append(
+                f"resume: the reply after restoring matches a full prefill for {n} characters, "
+                "then differs: the restored reply's KV was computed one token at a time while "
+                "generating, a full prefill computes it in a batch (float rounding differs)"
+            )
+        self.results["resume"] = {
+            "prompt_tokens": prompt_tokens,
+            "cached_tokens": median(warm_cached),
+            "cached_ttft_s": median(warm_t),
+            "cold_ttft_s": median(cold_t),
+            "same_text": same,
+            "same_as_in_memory": exact,
+            "runs": {"cached": warm_t, "cold": cold_t},
+        }
+
+    # 3. turn 10 vs turn 1 --------------------------------------------------------------
+
+    def turns(self) -> None:
+        from chatterm.engine.events import ChatMessage, PromptReady, Token
+        from chatterm.sampling import SamplingSettings
+
+        engine = self.engine
+        sampling = SamplingSettings(temperature=0, seed=1, max_tokens=24)
+        first_t, tenth_t, lengths = [], [], set()
+        evaluated: dict[str, list[int]] = {"turn1": [], "turn10": []}
+        depth10: list[int] = []
+        for rep in range(self.reps):
+            engine.llama.reset()
+            history = [ChatMessage("system", "You are a helpful assistant.")]
+            ttfts = []
+            ready: Any = None
+            for turn in range(10):
+                topic = TOPICS[(turn + rep) % len(TOPICS)]
+                text = f"Turn {turn:02d}. In two short sentences, what should I know about "
+                text += f"{topic}?"
+                history.append(ChatMessage("user", text))
+                lengths.add(len(engine.token_ids(text)))
+                parts, t0, first = [], time.perf_counter(), 0.0
+                for event in engine.generate(history, sampling):
+                    if isinstance(event, Token):
+                        if not first:
+                            first = time.perf_counter() - t0
+                        parts.append(event.text)
+                    elif isinstance(event, PromptReady):
+                        ready = event
+                ttfts.append(first)
+                if turn in (0, 9):
+                    evaluated[f"turn{turn + 1}"].append(ready.prompt_tokens - ready.cached_tokens)
+                depth = ready.prompt_tokens
+                history.append(ChatMessage("assistant", "".join(parts)))
+            first_t.append(ttfts[0])
+            tenth_t.append(ttfts[-1])
+            depth10.append(depth)
+            self.log(
+                f"turns rep {rep + 1}: turn 1 {ttfts[0] * 1000:.0f} ms, "
+                f"turn 10 {ttfts[-1] * 1000:.0f} ms"
+            )
+        self.results["turns"] = {
+            "turn1_ttft_s": median(first_t),
+            "turn10_ttft_s": median(tenth_t),
+            "user_message_tokens": sorted(lengths),
+            "evaluated_tokens": {k: median(v) for k, v in evaluated.items()},
+            "turn10_prompt_tokens": median(depth10),
+            "runs": {"turn1": first_t, "turn10": tenth_t},
+        }
+
+    # report ----------------------------------------------------------------------------
+
+    def targets(self) -> list[dict[str, Any]]:
+        r = self.results
+        d, p, res, t = r["decode"], r["processes"], r["resume"], r["turns"]
+        rows = [
+            (
+                "decode: chatterm ask / bare loop (fresh processes)",
+                p["ask_tps"],
+                p["bare_tps"],
+                ">=",
+                0.95,
+            ),
+            (
+                "decode: engine / Llama.generate (in process)",
+                d["engine_tps"],
+                d["generate_tps"],
+                ">=",
+                0.95,
+            ),
+            (
+                "decode: engine / Llama.eval floor (in process)",
+                d["engine_tps"],
+                d["eval_tps"],
+                "info",
+                None,
+            ),
+            (
+                "resume 1.5k-token chat: cached TTFT / from scratch",
+                res["cached_ttft_s"],
+                res["cold_ttft_s"],
+                "<=",
+                0.3,
+            ),
+            (
+                "TTFT turn 10 / turn 1 (one process)",
+                t["turn10_ttft_s"],
+                t["turn1_ttft_s"],
+                "<=",
+                1.2,
+            ),
+            ("chatterm --help wall (s)", r["help"]["wall_s"], None, "<=s", 0.35),
+            (
+                "ask start->first token - (load+prefill) (s)",
+                p["ask_first_s"],
+                p["bare_load_s"] + p["bare_prefill_s"],
+                "<=+",
+                0.3,
+            ),
+            ("peak RSS: chatterm ask / bare loop", p["ask_rss_mb"], p["bare_rss_mb"], "<=", 1.15),
+        ]
+        out = []
+        for name, value, base, op, limit in rows:
+            if op == "<=s":
+                ratio, ok = value, value <= limit
+            elif op == "<=+":
+                ratio = value - base
+                ok = ratio <= limit
+            else:
+                ratio = value / base if base else float("nan")
+                ok = None if op == "info" else (ratio >= limit if op == ">=" else ratio <= limit)
+            out.append(
+                {
+                    "name": name,
+                    "value": value,
+                    "baseline": base,
+                    "ratio": ratio,
+                    "target": None if limit is None else f"{op.rstrip('s+')} {limit}",
+                    "pass": ok,
+                }
+            )
+        return out
+
+    def report(self, elapsed: float) -> dict[str, Any]:
+        self.results["machine"]["load_avg_end"] = load_avg()
+        targets = self.targets()
+        checked = [t for t in targets if t["pass"] is not None]
+        passed = sum(1 for t in checked if t["pass"])
+        failed = [t["name"] for t in checked if not t["pass"]]
+        summary = (
+            f"{passed}/{len(checked)} targets met"
+            + (f"; missed: {'; '.join(failed)}" if failed else "")
+            + f" ({elapsed:.0f} s, {self.reps} reps, {self.threads} threads)"
+        )
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "results": self.results,
+            "targets": targets,
+            "notes": self.notes,
+            "summary": summary,
+        }
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    r = report["results"]
+    m, d, p = r["machine"], r["decode"], r["processes"]
+    res, t = r["resume"], r["turns"]
+    print(f"chatterm bench · {report['date']}")
+    print(
+        f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, threads chosen: "
+        f"{m['threads_chosen']} (physical cores within affinity/quota)"
+    )
+    print(f"llama.cpp: {m['system_info']}")
+    print(
+        f"model: {Path(m['model']).name}, n_ctx {m['n_ctx']}, flash attention on, "
+        f"llama-cpp-python {m['llama_cpp_python']}, Python {m['python']}"
+    )
+    print(f"load average: {m['load_avg_start']} (start) → {m['load_avg_end']} (end)")
+    print()
+    print("medians:")
+    lines = [
+        ("decode engine (in process)", f"{d['engine_tps']:.1f} tok/s"),
+        ("decode Llama.generate (in process)", f"{d['generate_tps']:.1f} tok/s"),
+        ("decode Llama.eval floor (in process)", f"{d['eval_tps']:.1f} tok/s"),
+        ("decode chatterm ask (subprocess)", f"{p['ask_tps']:.1f} tok/s"),
+        ("decode bare loop (subprocess)", f"{p['bare_tps']:.1f} tok/s"),
+        (
+            "tokens generated (engine/generate/eval)",
+            "/".join(str(v) for v in d["generated"].values())
+            + (" same" if d["same_tokens"] else " DIFFER"),
+        ),
+        (
+            "resume: prompt / restored tokens",
+            f"{res['prompt_tokens']} / {res['cached_tokens']:.0f}",
+        ),
+        (
+            "resume TTFT cached / from scratch",
+            f"{res['cached_ttft_s']:.3f} s / {res['cold_ttft_s']:.3f} s"
+            + (" same reply" if res["same_text"] else " REPLY DIFFERS"),
+        ),
+        (
+            "TTFT turn 1 / turn 10",
+            f"{t['turn1_ttft_s']:.3f} s / {t['turn10_ttft_s']:.3f} s (prefilled "
+            f"{t['evaluated_tokens']['turn1']:.0f} / {t['evaluated_tokens']['turn10']:.0f} "
+            f"tokens; turn 10 at {t['turn10_prompt_tokens']:.0f} tokens of context)",
+        ),
+        ("chatterm --help", f"{r['help']['wall_s']:.3f} s"),
+        ("ask start → first token", f"{p['ask_first_s']:.3f} s"),
+        (
+            "bare load + prefill (first token)",
+            f"{p['bare_load_s']:.3f} + {p['bare_prefill_s']:.3f} s ({p['bare_first_s']:.3f} s "
+            "from spawn)",
+        ),
+        ("peak RSS ask / bare", f"{p['ask_rss_mb']:.0f} MB / {p['bare_rss_mb']:.0f} MB"),
+    ]
+    width = max(len(a) for a, _ in lines)
+    for a, b in lines:
+        print(f"  {a:<{width}}  {b}")
+    print()
+    rows = [("target", "value", "baseline", "ratio", "limit", "")]
+    for tg in report["targets"]:
+        status = {True: "PASS", False: "FAIL", None: "info"}[tg["pass"]]
+        rows.append(
+            (
+                tg["name"],
+                fmt(tg["value"]),
+                fmt(tg["baseline"]),
+                fmt(tg["ratio"]),
+                tg["target"] or "—",
+                status,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    for row in rows:
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            ).rstrip()
+        )
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print()
+    print(report["summary"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="GGUF file (default: the embedded starter model)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per measure (3)")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens to generate (128)")
+    parser.add_argument("--ctx", type=int, default=4096, help="context window (4096)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: chatterm's choice)")
+    parser.add_argument(
+        "--history-tokens", type=int, default=1500, help="length of the resumed conversation (1500)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        mode, spec = args.child
+        {"bare": child_bare, "resume": child_resume}[mode](json.loads(Path(spec).read_text()))
+        return 0
+    started = time.perf_counter()
+    bench = Bench(args)
+    try:
+        bench.machine()
+        bench.log(f"threads {bench.threads}; load average {load_avg()}")
+        bench.decode()
+        bench.turns()
+        bench.resume()
+        bench.processes()
+        bench.help_time()
+    finally:
+        if bench.engine is not None:
+            bench.engine.close()
+        shutil.rmtree(bench.work, ignore_errors=True)
+    report = bench.report(time.perf_counter() - started)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
