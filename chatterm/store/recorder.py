@@ -1,0 +1,254 @@
+"""Saving one exchange while it streams: what ``chatterm ask`` calls around generation.
+
+The question is committed before generation starts; the reply's row is created when the engine
+reports the prompt ready (so a prompt that does not fit leaves the question alone, with no empty
+reply); the text so far is saved with the first token and then whenever a second has passed; the
+final status comes last, also on Ctrl-C (``stopped``). After ``kill -9`` the row stays
+``streaming`` with the text of the last save, and the next start marks it ``interrupted``.
+
+Saving must never cost the user their answer: if the database fails mid-way, the recorder warns
+once and the answer keeps streaming.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
+from chatterm.errors import StoreError, UsageError
+from chatterm.store.conversations import ConversationStore
+from chatterm.store.fingerprint import model_fingerprint
+from chatterm.store.model import Conversation, Message
+
+SAVE_INTERVAL_S = 1.0
+
+_SAME: Any = object()
+_STATUS_FOR_REASON = {"stop": "complete", "length": "complete", "cancelled": "stopped"}
+
+
+def status_for(reason: str) -> str:
+    """The message status for an engine finish reason: ``stop``/``length`` → ``complete``,
+    ``cancelled`` → ``stopped``, anything else → ``error``."""
+    return _STATUS_FOR_REASON.get(reason, "error")
+
+
+class ExchangeRecorder:
+    """Records one question and its streamed reply; every method is a no-op when not saving."""
+
+    def __init__(
+        self,
+        store: ConversationStore | None,
+        conversation: Conversation | None = None,
+        *,
+        save: bool = True,
+        interval: float = SAVE_INTERVAL_S,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.conversation = conversation
+        self.save = save and store is not None
+        self.interval = interval
+        self.warn = warn or (lambda message: None)
+        self.reply: Message | None = None
+        self.parts: list[str] = []
+        self._engine: Any = None
+        self._sampling: Any = None
+        self._last_save = 0.0
+        self._saved_text = ""
+        self._finished = False
+        self._system: str | None = None
+
+    @classmethod
+    def for_ask(
+        cls,
+        *,
+        save: bool = True,
+        continue_last: bool = False,
+        conversation_id: str | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> ExchangeRecorder:
+        """The recorder for ``chatterm ask [-c | --conversation ID] [--no-save]``.
+
+        Raises ``UsageError`` for an unknown id or nothing to continue, and ``StoreError`` when
+        a conversation must be read from an unusable database. When only saving, an unusable
+        database costs a warning, not the answer."""
+        if continue_last and conversation_id:
+            raise UsageError("use either -c/--continue or --conversation, not both")
+        reading = continue_last or conversation_id is not None
+        if not save and not reading:
+            return cls(None, save=False, warn=warn)
+        try:
+            store = ConversationStore()
+        except StoreError as exc:
+            if reading:
+                raise
+            if warn:
+                warn(f"{exc}; this answer will not be saved")
+            return cls(None, save=False, warn=warn)
+        try:
+            conversation = None
+            if conversation_id is not None:
+                conversation = store.get_conversation(conversation_id)
+            elif continue_last:
+                conversation = store.most_recent()
+                if conversation is None:
+                    raise UsageError("no saved conversation to continue: ask something first")
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, conversation, save=save, warn=warn)
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.conversation.id if self.conversation and self.save else None
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The continued conversation's system prompt (``None`` for a new one)."""
+        return self.conversation.system_prompt if self.conversation else None
+
+    def history(self) -> list[ChatMessage]:
+        """The continued conversation's active branch, as the engine takes it (replies that
+        failed before their first token are left out)."""
+        if self.store is None or self.conversation is None:
+            return []
+        path = self.store.active_path(self.conversation.id)
+        return [m.to_chat() for m in path if m.role != "system" and (m.content or m.role == "user")]
+
+    def messages(self, system: str | None, user: str) -> list[ChatMessage]:
+        """What to send: the system prompt (``system``, else the continued conversation's),
+        the continued conversation's history, then the new user message."""
+        self._system = system if system is not None else self.system_prompt
+        head = [ChatMessage("system", self._system)] if self._system else []
+        return [*head, *self.history(), ChatMessage("user", user)]
+
+    def _safely(self, action: Callable[[], Any]) -> Any:
+        if not self.save:
+            return None
+        try:
+            return action()
+        except StoreError as exc:
+            self.warn(f"{exc}; the rest of this answer will not be saved")
+            self.save = False
+            return None
+
+    def begin(
+        self,
+        question: str,
+        *,
+        engine: Any,
+        sampling: Any,
+        system: Any = _SAME,
+        persona: str | None = None,
+    ) -> None:
+        """Commit the question (creating the conversation, titled from it, when new) before
+        any generation starts. ``engine`` supplies the model name and file for the reply;
+        ``system`` defaults to what :meth:`messages` sent."""
+        self._engine, self._sampling = engine, sampling
+        if system is _SAME:
+            system = self._system
+        store = self.store
+        if store is None:
+            return
+
+        def save() -> None:
+            if self.conversation is None:
+                self.conversation = store.create_conversation(
+                    model=getattr(engine, "name", None),
+                    persona=persona,
+                    sampling=sampling,
+                    system_prompt=system,
+                )
+            elif system is not None and system != self.conversation.system_prompt:
+                self.conversation = store.update_conversation(
+                    self.conversation.id, system_prompt=system
+                )
+            store.add_user_message(self.conversation.id, question)
+
+        self._safely(save)
+
+    def _start_reply(self) -> None:
+        if self.reply is not None or self.store is None or self.conversation is None:
+            return
+        store, conversation, engine = self.store, self.conversation, self._engine
+        path = getattr(engine, "model_path", None)
+        self.reply = self._safely(
+            lambda: store.start_assistant_message(
+                conversation.id,
+                model=getattr(engine, "name", None),
+                model_path=path,
+                model_hash=model_fingerprint(path) if path else None,
+                sampling=self._sampling,
+            )
+        )
+        self._last_save = time.monotonic()
+
+    def on_event(self, event: Any) -> None:
+        """Feed every event of the generation; saves the partial text when due."""
+        if not self.save:
+            return
+        if isinstance(event, PromptReady):
+            self._start_reply()
+        elif isinstance(event, Token) and event.text:
+            self._start_reply()
+            first = not self.parts
+            self.parts.append(event.text)
+            moment = time.monotonic()
+            if first or moment - self._last_save >= self.interval:
+                self._last_save = moment
+                self._save_partial()
+
+    def _save_partial(self) -> None:
+        store, reply = self.store, self.reply
+        if store is None or reply is None:
+            return
+        text = "".join(self.parts)
+        if text != self._saved_text:
+            self._safely(lambda: store.update_partial(reply.id, text))
+            self._saved_text = text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def finish(self, finished: Finished, *, logprobs: Any = None) -> None:
+        """Save the final text, status, stats and finish reason."""
+        self._end(
+            status_for(finished.reason),
+            stats=finished.stats.to_dict(),
+            reason=finished.reason,
+            logprobs=logprobs,
+        )
+
+    def stop(self) -> None:
+        """The user pressed Ctrl-C: keep the partial text, marked ``stopped``."""
+        self._end("stopped", stats=None, reason="cancelled", logprobs=None)
+
+    def _end(self, status: str, *, stats: Any, reason: str, logprobs: Any) -> None:
+        if self._finished or not self.save:
+            return
+        self._finished = True
+        if self.reply is None:
+            if not self.parts and status != "error":
+                return  # stopped before the prompt was even ready: only the question is kept
+            self._start_reply()
+        store, reply = self.store, self.reply
+        if store is None or reply is None:
+            return
+        text = self.text
+        self._safely(
+            lambda: store.finish_assistant_message(
+                reply.id,
+                text,
+                status=status,
+                stats=stats,
+                finish_reason=reason,
+                logprobs=logprobs,
+            )
+        )
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()

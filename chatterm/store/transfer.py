@@ -1,0 +1,234 @@
+"""Conversations as files: the JSON export (a lossless round trip) and a Markdown export.
+
+The JSON holds the conversation's fields and ``messages``: every message of every branch, oldest
+first, each with a conversation-local ``id`` (1, 2, …), its ``parent_id`` in those terms, and
+``active`` (on the branch that was showing). Local ids make an export → import → export round
+trip identical apart from a changed conversation id, whatever rows the database gave them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chatterm.errors import UsageError
+from chatterm.store import ids
+from chatterm.store.db import now, parse_timestamp
+from chatterm.store.model import ROLES, STATUSES, Conversation, Message
+
+FORMAT = "chatterm-conversation"
+VERSION = 1
+TITLE_LENGTH = 60
+
+
+class ImportFormatError(UsageError):
+    """The file is not a conversation chatterm can import; the message says why."""
+
+
+def to_json(
+    conversation: Conversation,
+    messages: Iterable[Message],
+    active: set[int],
+    logprobs: Mapping[int, Any],
+) -> dict[str, Any]:
+    local: dict[int, int] = {}
+    items = []
+    for number, message in enumerate(messages, start=1):
+        local[message.id] = number
+        items.append(
+            {
+                "id": number,
+                "parent_id": None if message.parent_id is None else local[message.parent_id],
+                "role": message.role,
+                "content": message.content,
+                "status": message.status,
+                "active": message.id in active,
+                "created": message.created.isoformat(),
+                "model": message.model,
+                "model_path": message.model_path,
+                "model_hash": message.model_hash,
+                "sampling": message.sampling,
+                "stats": message.stats,
+                "finish_reason": message.finish_reason,
+                "logprobs": logprobs.get(message.id),
+            }
+        )
+    data = {"format": FORMAT, "version": VERSION, **conversation.to_dict()}
+    data.pop("message_count", None)
+    leaf = conversation.current_leaf_id
+    data["current_leaf"] = local.get(leaf) if leaf is not None else None
+    data["messages"] = items
+    return data
+
+
+_NOTES = {
+    "stopped": "stopped by the user",
+    "interrupted": "interrupted",
+    "error": "failed",
+    "streaming": "still being written",
+}
+
+
+def to_markdown(conversation: Conversation, path: Iterable[Message]) -> str:
+    lines = [f"# {conversation.title or 'Untitled conversation'}", ""]
+    facts = [f"id `{conversation.id}`", f"created {conversation.created:%Y-%m-%d %H:%M} UTC"]
+    if conversation.model:
+        facts.append(f"model {conversation.model}")
+    if conversation.persona:
+        facts.append(f"persona {conversation.persona}")
+    lines += [" · ".join(facts), ""]
+    if conversation.system_prompt:
+        lines += ["## System", "", conversation.system_prompt, ""]
+    for message in path:
+        heading = message.role.capitalize()
+        if message.role == "assistant" and message.model:
+            heading += f" ({message.model})"
+        lines += [f"## {heading}", "", message.content, ""]
+        note = _NOTES.get(message.status)
+        if note:
+            lines += [f"*[reply {note}]*", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def title_from(text: str) -> str:
+    """A conversation title from its first message: the first non-empty line, whitespace
+    collapsed, cut at a word boundary near 60 characters (no model call)."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if len(line) <= TITLE_LENGTH:
+        return line
+    cut = line[:TITLE_LENGTH].rsplit(" ", 1)[0]
+    if len(cut) < TITLE_LENGTH // 2:
+        cut = line[: TITLE_LENGTH - 1]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+def excerpt(text: str, query: str, width: int = 80) -> str:
+    """A short piece of ``text`` around the first occurrence of ``query``, on one line."""
+    flat = " ".join(text.split())
+    at = flat.lower().find(query.strip().lower())
+    start = max(0, at - width // 2) if at >= 0 else 0
+    piece = flat[start : start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
+
+
+@dataclass
+class ImportedMessage:
+    local_id: Any
+    parent: Any
+    role: str
+    content: str
+    status: str = "complete"
+    created: datetime = field(default_factory=now)
+    model: str | None = None
+    model_path: str | None = None
+    model_hash: str | None = None
+    sampling: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+@dataclass
+class ImportedConversation:
+    id: str | None
+    title: str
+    created: datetime
+    updated: datetime
+    model: str | None
+    persona: str | None
+    system_prompt: str | None
+    sampling: dict[str, Any]
+    messages: list[ImportedMessage]
+    current_leaf: Any
+
+
+def _optional(item: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = item.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ImportFormatError(f"{where}: {key!r} must be a {kind.__name__}")
+    return value
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(str(value))
+    except ValueError:
+        raise ImportFormatError(f"{where}: {value!r} is not an ISO 8601 time") from None
+
+
+def parse_import(data: Any) -> ImportedConversation:
+    """Check an export and turn it into plain values. Messages without ``id`` follow one
+    another (each the child of the one before), so a hand-written list of turns imports too."""
+    if not isinstance(data, Mapping):
+        raise ImportFormatError("expected a JSON object with a 'messages' list")
+    if data.get("format", FORMAT) != FORMAT:
+        raise ImportFormatError(f"unknown format {data.get('format')!r} (expected {FORMAT!r})")
+    raw_messages = data.get("messages")
+    if not isinstance(raw_messages, list):
+        raise ImportFormatError("expected a JSON object with a 'messages' list")
+    messages: list[ImportedMessage] = []
+    seen: set[Any] = set()
+    previous: Any = None
+    for number, item in enumerate(raw_messages, start=1):
+        where = f"message {number}"
+        if not isinstance(item, Mapping):
+            raise ImportFormatError(f"{where}: expected an object with 'role' and 'content'")
+        role, content = item.get("role"), item.get("content")
+        if role not in ROLES:
+            raise ImportFormatError(f"{where}: role must be one of {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise ImportFormatError(f"{where}: 'content' must be a string")
+        local_id = item.get("id", f"#{number}")
+        if local_id in seen or isinstance(local_id, (list, dict)):
+            raise ImportFormatError(f"{where}: duplicate or invalid id {local_id!r}")
+        parent = item["parent_id"] if "id" in item else previous
+        if parent is not None and parent not in seen:
+            raise ImportFormatError(f"{where}: parent_id {parent!r} is not an earlier message")
+        status = item.get("status") or "complete"
+        if status not in STATUSES:
+            raise ImportFormatError(f"{where}: unknown status {status!r}")
+        messages.append(
+            ImportedMessage(
+                local_id=local_id,
+                parent=parent,
+                role=role,
+                content=content,
+                # nobody is writing an imported reply any more
+                status="interrupted" if status == "streaming" else status,
+                created=_time(item.get("created"), where) or now(),
+                model=_optional(item, "model", str, where),
+                model_path=_optional(item, "model_path", str, where),
+                model_hash=_optional(item, "model_hash", str, where),
+                sampling=_optional(item, "sampling", dict, where),
+                stats=_optional(item, "stats", dict, where),
+                finish_reason=_optional(item, "finish_reason", str, where),
+                logprobs=item.get("logprobs"),
+            )
+        )
+        seen.add(local_id)
+        previous = local_id
+    leaf = data.get("current_leaf", previous)
+    if leaf is not None and leaf not in seen:
+        raise ImportFormatError(f"current_leaf {leaf!r} is not one of the messages")
+    created = _time(data.get("created"), "conversation") or now()
+    title = _optional(data, "title", str, "conversation") or ""
+    if not title:
+        first = next((m.content for m in messages if m.role == "user"), "")
+        title = title_from(first)
+    return ImportedConversation(
+        id=data.get("id") if ids.is_valid(data.get("id")) else None,
+        title=" ".join(title.split()),
+        created=created,
+        updated=_time(data.get("updated"), "conversation") or created,
+        model=_optional(data, "model", str, "conversation"),
+        persona=_optional(data, "persona", str, "conversation"),
+        system_prompt=_optional(data, "system_prompt", str, "conversation"),
+        sampling=_optional(data, "sampling", dict, "conversation") or {},
+        messages=messages,
+        current_leaf=leaf,
+    )
