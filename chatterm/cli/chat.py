@@ -1,13 +1,71 @@
-"""``chatterm chat`` (and ``chatterm`` alone): open the Textual app."""
+"""``chatterm chat`` (and ``chatterm`` alone): open the Textual app.
+
+Textual is imported only when the app starts, so ``chatterm --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import typer
 
+from chatterm.cli.errors import handle_errors
 
-def run_chat() -> None:
-    raise typer.Exit(0)
+
+@handle_errors
+def run_chat(
+    model: str | None = None,
+    persona: str | None = None,
+    ctx_size: int | None = None,
+    threads: int | None = None,
+    gpu_layers: int | None = None,
+) -> None:
+    """Run the app (``chatterm`` with no command calls this too, hence the error wrapper).
+
+    Resolve everything that can fail with a one-line message first (config, model name,
+    persona, database), then run the app; the model itself loads inside the app."""
+    from chatterm.config import load_config
+    from chatterm.services import EngineOptions, resolve
+    from chatterm.tui.factory import make_app, make_services
+
+    config = load_config()
+    options = EngineOptions(model=model, ctx_size=ctx_size, threads=threads, gpu_layers=gpu_layers)
+    resolve(options, config)  # an unknown model name fails here, before the screen is drawn
+    services = make_services(options, persona=persona, config=config)
+    app = make_app(services)
+    try:
+        app.run()
+    finally:
+        app.close_engines()
+        services.store.close()
+    raise typer.Exit(app.return_code or 0)
+
+
+def chat(
+    model: str = typer.Option(
+        None,
+        "-m",
+        "--model",
+        help="Model name (see `chatterm models`) or GGUF path.",
+        envvar="CHATTERM_MODEL",
+        show_envvar=True,
+    ),
+    persona: str = typer.Option(
+        None,
+        "-p",
+        "--persona",
+        help="Persona new conversations start with (see `chatterm personas`).",
+    ),
+    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
+    gpu_layers: int = typer.Option(
+        None, "--gpu-layers", help="Layers to offload to the GPU (-1 = all), if the build can."
+    ),
+) -> None:
+    """Open the chat app: conversations, streaming replies, live sampling settings.
+
+    Keys: Enter sends, Ctrl+J newline, Esc stops a reply, F1 help, Ctrl+Q quits.
+    """
+    run_chat(model, persona, ctx_size, threads, gpu_layers)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("chat")(chat)

@@ -1,0 +1,93 @@
+"""What one reply needs, handed from the chat screen to its generation worker.
+
+The worker (``ChatScreen.generate``) only iterates the engine and posts messages; this module
+holds the job description and the token loop so that the loop stays free of widgets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from textual.message import Message
+
+from chatterm.engine.base import Engine
+from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
+from chatterm.errors import ChattermError
+from chatterm.sampling import SamplingSettings
+from chatterm.tui.messages import (
+    GenerationProgress,
+    PromptEvaluated,
+    ReplyFailed,
+    ReplyFinished,
+    TokensArrived,
+)
+from chatterm.tui.streaming import FLUSH_INTERVAL, TokenBatcher
+
+SAVE_INTERVAL = 1.0
+"""Seconds between saves of a streaming reply's partial text."""
+
+
+@dataclass
+class ReplyJob:
+    """One reply being generated.
+
+    ``user_text`` goes back into the input if the reply cannot start (empty for a
+    regenerate). ``parts`` collects the text on the UI side as batches arrive.
+    """
+
+    reply_id: int
+    conversation_id: str
+    engine: Engine
+    messages: Sequence[ChatMessage]
+    sampling: SamplingSettings
+    user_text: str = ""
+    user_id: int | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    parts: list[str] = field(default_factory=list)
+    last_save: float = field(default_factory=time.monotonic)
+    saved_final: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def stream_reply(
+    job: ReplyJob,
+    post: Callable[[Message], object],
+    is_cancelled: Callable[[], bool],
+    interval: float = FLUSH_INTERVAL,
+) -> None:
+    """Run ``job`` on its engine, posting batched :class:`TokensArrived` and one
+    :class:`ReplyFinished` (or :class:`ReplyFailed` when the reply cannot start).
+
+    Runs in a worker thread. ``post`` is thread-safe (``post_message``); it never blocks on
+    the UI, unlike ``call_from_thread``, so the decode loop is not held up by rendering.
+    """
+    batcher = TokenBatcher(interval)
+    started = time.monotonic()
+
+    def flush() -> None:
+        text, count = batcher.take()
+        if count or text:
+            post(TokensArrived(job.reply_id, text, count))
+            post(GenerationProgress(job.reply_id, batcher.total_tokens, time.monotonic() - started))
+
+    try:
+        for event in job.engine.generate(job.messages, job.sampling, cancel=job.cancel):
+            if is_cancelled():
+                job.cancel.set()
+            if isinstance(event, Token):
+                if batcher.add(event.text):
+                    flush()
+            elif isinstance(event, PromptReady):
+                post(PromptEvaluated(job.reply_id, event))
+            elif isinstance(event, Finished):
+                flush()
+                post(ReplyFinished(job.reply_id, event))
+    except ChattermError as exc:  # context overflow, broken chat template: raised before tokens
+        flush()
+        post(ReplyFailed(job.reply_id, str(exc)))

@@ -1,0 +1,278 @@
+"""The chat screen's foundation: layout, state, the settings panel, the context meter and
+model loading. ``ConversationsScreen`` adds the conversation list and pickers on top, and
+``ChatScreen`` the turn itself; each layer stays a readable size.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual import getters, on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, Static
+
+from chatterm.engine.base import Engine
+from chatterm.engine.events import ChatMessage
+from chatterm.engine.llama_engine import DROP_TARGET, MIN_REPLY_TOKENS
+from chatterm.errors import ChattermError
+from chatterm.prompts import PromptFile
+from chatterm.sampling import SamplingSettings
+from chatterm.services import EngineOptions
+from chatterm.store import Conversation, Message
+from chatterm.tui.factory import ChatServices
+from chatterm.tui.generation import ReplyJob
+from chatterm.tui.messages import ContextMeasured, ModelLoaded, ModelLoadFailed
+from chatterm.tui.widgets.conversation_list import ConversationList
+from chatterm.tui.widgets.prompt_input import PromptInput
+from chatterm.tui.widgets.sampling_panel import SamplingPanel
+from chatterm.tui.widgets.side_panel import ContextMeter, ReplyStats, SidePanel
+from chatterm.tui.widgets.transcript import Transcript
+
+UNSET: Any = object()
+"""``retry_parent`` when the next prompt simply follows the current branch."""
+
+
+class ChatBase(Screen[None]):
+    """Conversation list | transcript and input | settings panel, and the state behind them."""
+
+    transcript = getters.query_one(Transcript)
+    prompt = getters.query_one(PromptInput)
+    panel = getters.query_one(SidePanel)
+    sampling = getters.query_one(SamplingPanel)
+    conversations = getters.query_one(ConversationList)
+    meter = getters.query_one(ContextMeter)
+    reply_stats = getters.query_one(ReplyStats)
+
+    def __init__(self, services: ChatServices) -> None:
+        super().__init__(id="chat")
+        self.services = services
+        self.store = services.store
+        self.engine: Engine | None = services.engine
+        self.engine_options = services.options
+        self.model_loading: EngineOptions | None = None
+        self.conversation: Conversation | None = None
+        self.persona: PromptFile | None = services.persona
+        self.system_prompt: str | None = self._persona_prompt(self.persona)
+        self.settings: SamplingSettings = services.default_settings(self.persona)
+        self.job: ReplyJob | None = None
+        self.editing: int | None = None  # the user message being edited, if any
+        self.retry_parent: Any = UNSET  # where the next prompt goes after a failed start
+        self.pending: str | None = None  # sent once the model has loaded
+        self._meter_generation = 0
+
+    # -- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield ConversationList(id="conversations")
+            with Vertical(id="centre"):
+                yield Transcript(id="transcript")
+                yield Static("", id="edit-banner")
+                yield PromptInput(
+                    id="prompt", placeholder="Message (Enter sends, Ctrl+J newline, F1 help)"
+                )
+            yield SidePanel(self.settings, id="side-panel")
+        yield Footer()
+
+    def _persona_label(self) -> tuple[str | None, str]:
+        if self.persona is None:
+            return None, ""
+        return self.persona.name, self.persona.description
+
+    @staticmethod
+    def _persona_prompt(persona: PromptFile | None) -> str | None:
+        if persona is None:
+            return None
+        try:
+            return persona.render("") or None
+        except ChattermError:
+            return None
+
+    def _show_model(self) -> None:
+        engine = self.engine
+        if engine is None:
+            self.panel.show_model("no model", "pick one with the model picker")
+            return
+        detail = f"window {engine.n_ctx} tokens"
+        note = getattr(engine, "gpu_note", "")
+        if note:
+            detail += f" · {note}"
+        self.panel.show_model(engine.name, detail)
+        self.app.sub_title = engine.name
+
+    def history(self, path: list[Message], exclude: int | None = None) -> list[ChatMessage]:
+        """What the model sees: the system prompt, then the branch, leaving out replies that
+        failed before their first token."""
+        head = [ChatMessage("system", self.system_prompt)] if self.system_prompt else []
+        body = [
+            m.to_chat()
+            for m in path
+            if m.id != exclude and m.role != "system" and (m.content or m.role == "user")
+        ]
+        return head + body
+
+    def _busy(self) -> bool:
+        if self.job is not None:
+            self.notify("Wait for the reply or stop it with Esc first", severity="warning")
+            return True
+        if self.engine is None:
+            self.notify("No model is loaded yet", severity="warning")
+            return True
+        return False
+
+    def _end_edit(self) -> None:
+        self.editing = None
+        self.query_one("#edit-banner").display = False
+
+    async def send(self, text: str) -> None:
+        """Send ``text`` as the next prompt (``ChatScreen`` implements the turn)."""
+        raise NotImplementedError
+
+    # -- settings --------------------------------------------------------------------------
+
+    @on(SamplingPanel.Changed)
+    def _sampling_changed(self, event: SamplingPanel.Changed) -> None:
+        self.settings = event.settings
+        if self.conversation is not None:
+            self.conversation = self.store.update_conversation(
+                self.conversation.id, sampling=self.settings
+            )
+        if event.field == "max_tokens":
+            self.measure_context()
+
+    @on(SamplingPanel.ResetRequested)
+    def _sampling_reset(self, event: SamplingPanel.ResetRequested) -> None:
+        self.apply_settings(self.services.default_settings(self.persona))
+        label = f"persona {self.persona.name!r}" if self.persona else "the defaults"
+        self.notify(f"Sampling settings reset to {label}", timeout=3, markup=False)
+
+    def apply_settings(self, settings: SamplingSettings) -> None:
+        self.settings = settings
+        self.sampling.set_settings(settings)
+        if self.conversation is not None:
+            self.conversation = self.store.update_conversation(
+                self.conversation.id, sampling=settings
+            )
+        self.measure_context()
+
+    # -- context meter -------------------------------------------------------------------
+
+    def measure_context(self) -> None:
+        """Measure in a worker (tokenizing a long history takes a moment); skipped while a
+        reply streams, and redone when it ends."""
+        engine = self.engine
+        if engine is None or self.job is not None:
+            return
+        path = self.store.active_path(self.conversation.id) if self.conversation else []
+        self._meter_generation += 1
+        self._measure(engine, self.history(path), self.settings.max_tokens, self._meter_generation)
+
+    @work(thread=True, exclusive=True, group="meter", exit_on_error=False)
+    def _measure(
+        self, engine: Engine, messages: list[ChatMessage], max_tokens: int, generation: int
+    ) -> None:
+        n_ctx = engine.n_ctx
+        reserve = max(MIN_REPLY_TOKENS, min(max_tokens, n_ctx // 4))
+        head = [m for m in messages[:1] if m.role == "system"]
+        body = messages[len(head) :]
+        system = len(engine.render(head, add_generation_prompt=False).tokens) if head else 0
+        total = len(engine.render(messages).tokens) if body else system
+        dropped = 0
+        limit = n_ctx - reserve
+        if total > limit and body:
+            # The engine drops whole turns, oldest first, down to about DROP_TARGET of the
+            # window; find the first user turn from which the rest fits (binary search).
+            target = min(limit, int(n_ctx * DROP_TARGET))
+            starts = [i for i, m in enumerate(body) if m.role == "user" and i > 0]
+            starts.append(len(body) - 1)
+            lo, hi = 0, len(starts) - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if len(engine.render(head + body[starts[mid] :]).tokens) <= target:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            dropped = starts[lo]
+        self.post_message(
+            ContextMeasured(system, total - system, reserve, n_ctx, dropped, generation)
+        )
+
+    @on(ContextMeasured)
+    def _measured(self, message: ContextMeasured) -> None:
+        if message.generation == self._meter_generation:
+            self.meter.show_figures(
+                message.system_tokens,
+                message.history_tokens,
+                message.reserve_tokens,
+                message.n_ctx,
+                message.dropped_messages,
+            )
+
+    # -- model loading -------------------------------------------------------------------
+
+    def start_model_load(self, options: EngineOptions) -> None:
+        if self.job is not None:
+            self.notify("Wait for the reply or stop it with Esc first", severity="warning")
+            return
+        self.model_loading = options
+        bar = self.query_one("#model-progress", ProgressBar)
+        bar.display = True
+        self.notify(f"Loading {options.model or 'the default model'}…", timeout=3, markup=False)
+        self.load_model(options)
+
+    @work(thread=True, exclusive=True, group="model", exit_on_error=False)
+    def load_model(self, options: EngineOptions) -> None:
+        started = time.monotonic()
+        try:
+            engine = self.services.load_engine(options)
+        except ChattermError as exc:
+            self.post_message(ModelLoadFailed(options, str(exc)))
+            return
+        self.post_message(ModelLoaded(engine, options, time.monotonic() - started))
+
+    @on(ModelLoaded)
+    async def _model_loaded(self, message: ModelLoaded) -> None:
+        previous = self.engine
+        self.engine = message.engine
+        self.engine_options = message.options
+        self.model_loading = None
+        self.query_one("#model-progress", ProgressBar).display = False
+        self._show_model()
+        self.app_engine_changed(previous, message.engine)
+        self.notify(
+            f"{message.engine.name} loaded in {message.seconds:.1f} s", timeout=3, markup=False
+        )
+        if self.conversation is not None:
+            self.conversation = self.store.update_conversation(
+                self.conversation.id, model=message.engine.name
+            )
+        self.measure_context()
+        if self.pending is not None:
+            text, self.pending = self.pending, None
+            await self.send(text)
+
+    def app_engine_changed(self, previous: Engine | None, engine: Engine) -> None:
+        """Tell the app which engine to close at exit; close a replaced one we loaded."""
+        owner = getattr(self.app, "engine_changed", None)
+        if owner is not None:
+            owner(previous, engine)
+
+    @on(ModelLoadFailed)
+    def _model_failed(self, message: ModelLoadFailed) -> None:
+        self.model_loading = None
+        self.query_one("#model-progress", ProgressBar).display = False
+        kept = f"; still using {self.engine.name}" if self.engine else ""
+        self.notify(
+            f"{message.error}{kept}",
+            title="Model not loaded",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
+        if self.pending is not None and self.engine is None:
+            self.prompt.restore(self.pending)
+            self.pending = None
+        self._show_model()

@@ -1,0 +1,409 @@
+"""The chat screen: it orchestrates one turn at a time.
+
+Data flow of a turn: ``PromptInput`` posts ``Submitted``; this screen saves the user message at
+once, creates the reply's row ("streaming", with the sampling snapshot) and starts the
+generation worker; the worker posts ``TokensArrived`` batches and one ``ReplyFinished``; the
+handlers here render (through the message widget) and save (partial text about every second,
+the final text and status at the end). Stopping (Esc) sets the job's cancel event: the engine
+ends between tokens and the partial reply is kept, marked "stopped".
+
+All SQLite calls run here, on the UI thread: each is one short transaction (~0.03 ms).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.binding import BindingType
+from textual.widgets import Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from chatterm.engine.base import Engine
+from chatterm.sampling import SamplingSettings
+from chatterm.store import Conversation, Message, model_fingerprint, status_for
+from chatterm.tui import generation, keys
+from chatterm.tui.factory import ChatServices
+from chatterm.tui.generation import ReplyJob, stream_reply
+from chatterm.tui.messages import (
+    GenerationProgress,
+    ModelLoadFailed,
+    PromptEvaluated,
+    ReplyFailed,
+    ReplyFinished,
+    TokensArrived,
+)
+from chatterm.tui.screens.base import UNSET
+from chatterm.tui.screens.conversations import ConversationsScreen, entry_for
+from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
+from chatterm.tui.widgets.prompt_input import PromptInput
+
+
+class ChatScreen(ConversationsScreen):
+    """The chat: sending, streaming, stopping, regenerating, editing and branching."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*keys.CHAT_BINDINGS]
+
+    def __init__(self, services: ChatServices) -> None:
+        super().__init__(services)
+
+    async def on_mount(self) -> None:
+        self.query_one("#edit-banner").display = False
+        self.panel.show_persona(*self._persona_label())
+        self.refresh_conversations()
+        self.prompt.recall = self.store_prompts()
+        if self.engine is not None:
+            self._show_model()
+            self.measure_context()
+        else:
+            self.start_model_load(self.engine_options)
+        self.prompt.focus()
+
+    # -- sending -------------------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def _submitted(self, event: PromptInput.Submitted) -> None:
+        text = event.text
+        if self.job is not None:
+            self.prompt.restore(text)
+            self.notify("A reply is still streaming: Esc stops it", severity="warning")
+            return
+        if self.engine is None:
+            if self.model_loading is not None:
+                self.pending = text
+                self.notify("The model is loading; your message is sent when it is ready")
+            else:
+                self.prompt.restore(text)
+                self.notify("No model is loaded: pick one with ctrl+o", severity="error")
+            return
+        await self.send(text)
+
+    def ensure_conversation(self) -> Conversation:
+        if self.conversation is None:
+            self.conversation = self.store.create_conversation(
+                model=self.engine.name if self.engine else None,
+                persona=self.persona.name if self.persona else None,
+                system_prompt=self.system_prompt,
+                sampling=self.settings,
+            )
+        return self.conversation
+
+    async def send(self, text: str) -> None:
+        """Save the prompt, create the reply row and start generating."""
+        engine = self.engine
+        assert engine is not None
+        conversation = self.ensure_conversation()
+        transcript = self.transcript
+        if self.editing is not None:
+            edited = self.editing
+            keep = transcript.index_of(edited)
+            user = self.store.edit_user_message(edited, text)
+            self._end_edit()
+        else:
+            parent = self.retry_parent
+            keep = len(transcript.entries)
+            if parent is not UNSET:
+                keep = self._retry_keep(parent)
+            if parent is UNSET:
+                user = self.store.add_user_message(conversation.id, text)
+            else:
+                user = self.store.add_user_message(conversation.id, text, parent_id=parent)
+        self.retry_parent = UNSET
+        sampling = self.settings.resolved_seed()
+        reply = self.store.start_assistant_message(
+            conversation.id,
+            parent_id=user.id,
+            model=engine.name,
+            model_path=self.services.model_path(engine),
+            model_hash=self._fingerprint(engine),
+            sampling=sampling,
+        )
+        positions = self.store.branch_positions(conversation.id)
+        await transcript.truncate(len(transcript.entries) if keep is None else keep)
+        await transcript.add(entry_for(user, positions))
+        await self._start_reply(reply, positions, sampling, user_text=text, user_id=user.id)
+
+    def _retry_keep(self, parent: int | None) -> int:
+        """After a failed start, the new prompt replaces the failed one on screen."""
+        entries = self.transcript.entries
+        if parent is None:
+            return 0
+        index = self.transcript.index_of(parent)
+        return len(entries) if index is None else index + 1
+
+    def _fingerprint(self, engine: Engine) -> str | None:
+        path = self.services.model_path(engine)
+        return model_fingerprint(path) if path else None
+
+    async def _start_reply(
+        self,
+        reply: Message,
+        positions: dict[int, tuple[int, int]],
+        sampling: SamplingSettings,
+        *,
+        user_text: str = "",
+        user_id: int | None = None,
+    ) -> None:
+        engine = self.engine
+        assert engine is not None and self.conversation is not None
+        view = await self.transcript.add(entry_for(reply, positions))
+        if isinstance(view, AssistantMessage):
+            view.start_stream()
+        path = self.store.active_path(self.conversation.id)
+        job = ReplyJob(
+            reply_id=reply.id,
+            conversation_id=self.conversation.id,
+            engine=engine,
+            messages=self.history(path, exclude=reply.id),
+            sampling=sampling,
+            user_text=user_text,
+            user_id=user_id,
+        )
+        self.job = job
+        self.reply_stats.update("waiting for the first token…")
+        self.generate(job)
+
+    @work(thread=True, exclusive=True, group="generation", exit_on_error=False)
+    def generate(self, job: ReplyJob) -> None:
+        """The thin adapter between the engine and the UI: posts messages, touches nothing."""
+        worker = get_current_worker()
+        stream_reply(job, self.post_message, lambda: worker.is_cancelled)
+
+    # -- streaming handlers --------------------------------------------------------------
+
+    def _job_for(self, reply_id: int) -> ReplyJob | None:
+        job = self.job
+        return job if job is not None and job.reply_id == reply_id else None
+
+    @on(PromptEvaluated)
+    def _prompt_evaluated(self, message: PromptEvaluated) -> None:
+        dropped = message.prompt.dropped_messages
+        if dropped and self._job_for(message.reply_id):
+            self.notify(
+                f"The conversation is longer than the {message.prompt.n_ctx}-token window: "
+                f"the oldest {dropped} messages were left out of this reply's prompt",
+                severity="warning",
+                markup=False,
+            )
+
+    @on(TokensArrived)
+    async def _tokens(self, message: TokensArrived) -> None:
+        job = self._job_for(message.reply_id)
+        if job is None:
+            return
+        before = job.text
+        job.parts.append(message.text)
+        view = self.transcript.view_for(job.reply_id)
+        if isinstance(view, AssistantMessage):
+            if not view.streaming:  # the conversation was reopened while streaming
+                view.start_stream()
+                await view.append(before)
+            await view.append(message.text)
+        now = time.monotonic()
+        if now - job.last_save >= generation.SAVE_INTERVAL:
+            job.last_save = now
+            self.store.update_partial(job.reply_id, job.text)
+
+    @on(GenerationProgress)
+    def _progress(self, message: GenerationProgress) -> None:
+        if self._job_for(message.reply_id):
+            self.reply_stats.show_progress(message.tokens, message.elapsed)
+
+    @on(ReplyFinished)
+    async def _finished(self, message: ReplyFinished) -> None:
+        job = self._job_for(message.reply_id)
+        if job is None:
+            return
+        finished = message.finished
+        status = status_for(finished.reason)
+        self._save_final(job, status, finished.reason, finished.stats.to_dict())
+        await self._end_job(job, status, finished.reason)
+        self.reply_stats.show_stats(finished.stats, finished.reason)
+        if finished.error:
+            self.notify(finished.error, title="Generation failed", severity="error", markup=False)
+
+    @on(ReplyFailed)
+    async def _failed(self, message: ReplyFailed) -> None:
+        job = self._job_for(message.reply_id)
+        if job is not None:
+            await self._fail(job, message.error)
+
+    async def _fail(self, job: ReplyJob, error: str) -> None:
+        """The reply could not start: mark it, say why, give the text back."""
+        self._save_final(job, "error", "error", None)
+        await self._end_job(job, "error", "error")
+        self.reply_stats.update("the last reply failed")
+        self.notify(error, title="Cannot reply", severity="error", markup=False, timeout=8)
+        if job.user_text:
+            self.prompt.restore(job.user_text)
+            if job.user_id is not None and not job.text:
+                # The next prompt replaces the failed one instead of following it.
+                self.retry_parent = self.store.get_message(job.user_id).parent_id
+
+    def _save_final(
+        self, job: ReplyJob, status: str, reason: str, stats: dict[str, Any] | None
+    ) -> None:
+        self.store.finish_assistant_message(
+            job.reply_id, job.text, status=status, stats=stats, finish_reason=reason
+        )
+        job.saved_final = True
+
+    async def _end_job(self, job: ReplyJob, status: str, reason: str) -> None:
+        view = self.transcript.view_for(job.reply_id)
+        if isinstance(view, AssistantMessage):
+            await view.finish(status, reason)
+        self.job = None
+        if self.conversation is not None and self.engine is not None:
+            self.conversation = self.store.update_conversation(
+                self.conversation.id, model=self.engine.name
+            )
+        self.refresh_conversations()
+        self.measure_context()
+        if self.pending is not None:
+            text, self.pending = self.pending, None
+            await self.send(text)
+
+    @on(Worker.StateChanged)
+    async def _worker_changed(self, event: Worker.StateChanged) -> None:
+        """Unexpected failures of any worker end here as a notification, never a crash."""
+        worker = event.worker
+        if event.state != WorkerState.ERROR:
+            return
+        error = f"{type(worker.error).__name__}: {worker.error}"
+        if worker.group == "generation" and self.job is not None:
+            await self._fail(self.job, f"generation failed: {error}")
+        elif worker.group == "model" and self.model_loading is not None:
+            self.post_message(ModelLoadFailed(self.model_loading, error))
+        else:
+            self.notify(error, title="Something failed", severity="error", markup=False)
+
+    # -- stopping and quitting -----------------------------------------------------------
+
+    def action_stop(self) -> None:
+        """Esc: stop the reply (the engine ends between tokens); otherwise cancel an edit or
+        go back to the input."""
+        if self.job is not None:
+            self.job.cancel.set()
+            return
+        if self.editing is not None:
+            self._end_edit()
+            self.prompt.clear()
+        self.prompt.focus()
+
+    def prepare_exit(self) -> None:
+        """Before quitting: stop the reply and save its text as "stopped" now, since the
+        worker's final message may never be handled."""
+        job = self.job
+        if job is not None:
+            job.cancel.set()
+            if not job.saved_final:
+                self._save_final(job, "stopped", "cancelled", None)
+        if self.pending is not None:
+            self.notify("Quitting before the model loaded: your message was not sent")
+
+    # -- regenerate, edit, branches -----------------------------------------------------
+
+    async def action_regenerate(self) -> None:
+        last = next((e for e in reversed(self.transcript.entries) if e.role == "assistant"), None)
+        if last is None:
+            self.notify("There is no reply to regenerate yet", severity="warning")
+            return
+        await self.regenerate(last.id)
+
+    @on(AssistantMessage.RegenerateRequested)
+    async def _regenerate_requested(self, event: AssistantMessage.RegenerateRequested) -> None:
+        await self.regenerate(event.view.message_id)
+
+    async def regenerate(self, message_id: int) -> None:
+        """A new reply beside ``message_id`` (same prompt, current settings): a sibling."""
+        if self._busy() or self.conversation is None:
+            return
+        engine = self.engine
+        assert engine is not None
+        sampling = self.settings.resolved_seed()
+        reply = self.store.regenerate(
+            message_id,
+            model=engine.name,
+            model_path=self.services.model_path(engine),
+            model_hash=self._fingerprint(engine),
+            sampling=sampling,
+        )
+        keep = self.transcript.index_of(message_id)
+        await self.transcript.truncate(len(self.transcript.entries) if keep is None else keep)
+        positions = self.store.branch_positions(self.conversation.id)
+        await self._start_reply(reply, positions, sampling)
+
+    def action_edit_last(self) -> None:
+        last = next((e for e in reversed(self.transcript.entries) if e.role == "user"), None)
+        if last is None:
+            self.notify("There is no prompt to edit yet", severity="warning")
+            return
+        self.begin_edit(last.id, last.content)
+
+    @on(UserMessage.EditRequested)
+    def _edit_requested(self, event: UserMessage.EditRequested) -> None:
+        self.begin_edit(event.view.message_id, event.view.text)
+
+    def begin_edit(self, message_id: int, text: str) -> None:
+        if self.job is not None:
+            self.notify("Wait for the reply or stop it with Esc first", severity="warning")
+            return
+        self.editing = message_id
+        banner = self.query_one("#edit-banner", Static)
+        banner.update("Editing an earlier prompt: Enter sends it as a new branch, Esc cancels")
+        banner.display = True
+        self.prompt.text = text
+        self.prompt.move_cursor(self.prompt.document.end)
+        self.prompt.focus()
+
+    @on(MessageView.BranchRequested)
+    async def _branch_requested(self, event: MessageView.BranchRequested) -> None:
+        if self.job is not None:
+            self.notify("Wait for the reply or stop it with Esc first", severity="warning")
+            return
+        await self.switch_branch(event.view.message_id, event.step)
+
+    async def switch_branch(self, message_id: int, step: int) -> None:
+        """Show the previous/next sibling of ``message_id`` and the branch below it."""
+        if self.conversation is None:
+            return
+        siblings = self.store.siblings(message_id)
+        if siblings.total < 2:
+            return
+        target = siblings.messages[(siblings.index + step) % siblings.total]
+        path = self.store.switch_branch(target.id)
+        keep = self.transcript.index_of(message_id)
+        positions = self.store.branch_positions(self.conversation.id)
+        entries = [entry_for(m, positions) for m in path]
+        if keep is None or keep < self.transcript.mounted_from:
+            await self.transcript.show(entries)
+        else:
+            await self.transcript.truncate(keep)
+            for entry in entries[keep:]:
+                await self.transcript.add(entry)
+        view = self.transcript.view_for(target.id)
+        if view is not None:
+            view.focus()
+            view.scroll_visible()
+        self.measure_context()
+
+    # -- copying ---------------------------------------------------------------------------
+
+    def _last_reply_view(self) -> AssistantMessage | None:
+        views = list(self.transcript.query_children(AssistantMessage))
+        return views[-1] if views else None
+
+    def action_copy_reply(self) -> None:
+        view = self._last_reply_view()
+        if view is None:
+            self.notify("There is no reply to copy yet", severity="warning")
+        else:
+            view.action_copy()
+
+    def action_copy_code(self) -> None:
+        view = self._last_reply_view()
+        if view is None:
+            self.notify("There is no reply yet", severity="warning")
+        else:
+            view.action_copy_code()
