@@ -1,0 +1,194 @@
+"""The conversation list and reopening: most recent first, live search, rename, delete with
+confirmation, new chat, collapsing; and a reopened app shows the same conversations, settings
+and branches."""
+
+from __future__ import annotations
+
+import json
+
+from textual.widgets import Input, OptionList
+
+from chatterm.store import ConversationStore
+from chatterm.tui.screens.dialogs import ConfirmScreen, TextPromptScreen
+from chatterm.tui.widgets.conversation_list import ConversationList
+from chatterm.tui.widgets.message_view import AssistantMessage, MessageView
+from chatterm.tui.widgets.sampling_panel import SettingInput
+from chatterm.tui.widgets.transcript import Transcript
+
+from .helpers import db_rows, send, settle, wait_until
+
+
+def listed(app) -> list[str]:
+    return [item.title for item in app.chat.conversations.items]
+
+
+async def test_list_shows_most_recent_first_and_new_chat_starts_empty(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "about cats")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.chat.transcript.entries == []
+        assert app.chat.conversation is None
+        await send(pilot, "about dogs")
+        assert listed(app) == ["about dogs", "about cats"]
+        assert app.chat.conversations.current_id == app.chat.conversation.id
+    assert len(db_rows("SELECT id FROM conversations")) == 2
+
+
+async def test_selecting_a_conversation_opens_it(make, fake, seen):
+    fake.enqueue("meow", "woof")
+    app = make()
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await send(pilot, "about cats")
+        await pilot.press("ctrl+n")
+        await send(pilot, "about dogs")
+        options = app.chat.query_one(OptionList)
+        options.focus()
+        options.highlighted = 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert seen.of(ConversationList.Selected)
+        assert [v.text for v in app.chat.transcript.query(MessageView)] == ["about cats", "meow"]
+        await send(pilot, "and more")
+    assert [m.content for m in fake.calls[-1].messages] == ["about cats", "meow", "and more"]
+
+
+async def test_search_filters_by_message_text(make, fake):
+    fake.enqueue("Cats purr when content.", "Dogs bark.")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "first topic")
+        await pilot.press("ctrl+n")
+        await send(pilot, "second topic")
+        await pilot.press("ctrl+f")
+        search = app.chat.query_one("#conversation-search", Input)
+        assert search.has_focus
+        await pilot.press(*"purr")
+        await settle(pilot)
+        assert listed(app) == ["first topic"]
+        assert "purr" in app.chat.conversations.items[0].snippet
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [v.text for v in app.chat.transcript.query(MessageView)][0] == "first topic"
+
+
+async def test_rename_from_the_list(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "old title")
+        app.chat.query_one(OptionList).focus()
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPromptScreen)
+        field = app.screen.query_one(Input)
+        field.value = "New title"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert listed(app) == ["New title"]
+    assert [r["title"] for r in db_rows("SELECT title FROM conversations")] == ["New title"]
+
+
+async def test_delete_asks_first_and_cancel_keeps_it(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "keep me")
+        app.chat.query_one(OptionList).focus()
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert listed(app) == ["keep me"]
+    assert len(db_rows("SELECT id FROM messages")) == 2
+
+
+async def test_delete_confirmed_removes_the_conversation_and_its_messages(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "delete me")
+        app.chat.query_one(OptionList).focus()
+        await pilot.press("delete")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert listed(app) == []
+        assert app.chat.conversation is None
+        assert app.chat.transcript.entries == []
+    assert db_rows("SELECT id FROM conversations") == []
+    assert db_rows("SELECT id FROM messages") == []
+
+
+async def test_the_conversation_list_collapses(make):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+b")
+        assert not app.chat.conversations.display
+        await pilot.press("ctrl+b")
+        assert app.chat.conversations.display
+
+
+async def test_reopening_shows_the_same_conversations_settings_and_branches(make, fake):
+    fake.enqueue("first reply", "second reply")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        field = app.chat.query_one("#setting-temperature", SettingInput)
+        field.value = "0.3"
+        await pilot.pause()
+        await send(pilot, "remember me")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: len(fake.calls) == 2 and app.chat.job is None)
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+
+    again = make()
+    async with again.run_test(size=(120, 40)) as pilot:
+        assert listed(again) == ["remember me"]
+        await again.chat.open_conversation(again.chat.conversations.items[0].id)
+        await settle(pilot)
+        views = list(again.chat.transcript.query(MessageView))
+        assert [v.text for v in views] == ["remember me", "second reply"]
+        reply = views[-1]
+        assert (reply.entry.branch_index, reply.entry.branch_total) == (1, 2)
+        assert again.chat.settings.temperature == 0.3
+        assert again.chat.query_one("#setting-temperature", SettingInput).value == "0.3"
+        reply.focus()
+        await pilot.press("left")
+        await settle(pilot)
+        assert list(again.chat.transcript.query(AssistantMessage))[-1].text == "first reply"
+
+
+async def test_a_long_conversation_mounts_only_the_last_page(make, fake):
+    store = ConversationStore()
+    conversation = store.create_conversation(title="long one")
+    for i in range(250):
+        store.add_user_message(conversation.id, f"question {i}")
+        reply = store.start_assistant_message(conversation.id, model="fake-model")
+        store.finish_assistant_message(reply.id, f"answer {i}")
+    store.close()
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.chat.open_conversation(conversation.id)
+        await settle(pilot)
+        transcript = app.chat.query_one(Transcript)
+        assert len(transcript.entries) == 500
+        mounted = list(transcript.query(MessageView))
+        assert len(mounted) == Transcript.PAGE
+        assert mounted[-1].text == "answer 249"
+        assert "460 earlier messages" in str(transcript.query_one("#older").render())
+        transcript.scroll_home(animate=False, immediate=True)
+        await wait_until(pilot, lambda: len(list(transcript.query(MessageView))) > Transcript.PAGE)
+        await settle(pilot)
+        assert len(list(transcript.query(MessageView))) == 2 * Transcript.PAGE
+        assert transcript.scroll_y > 0, "what was on screen stays on screen"
+
+
+async def test_settings_saved_per_conversation(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "a")
+        field = app.chat.query_one("#setting-max_tokens", SettingInput)
+        field.value = "64"
+        await pilot.pause()
+    (row,) = db_rows("SELECT sampling FROM conversations")
+    assert json.loads(row["sampling"])["max_tokens"] == 64

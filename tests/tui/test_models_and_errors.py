@@ -1,0 +1,151 @@
+"""Model loading in a worker, and errors as notifications: a model that fails to load keeps the
+previous one; a prompt that does not fit puts the text back in the input; nothing crashes."""
+
+from __future__ import annotations
+
+import threading
+
+from chatterm.engine.fake import FakeEngine
+from chatterm.errors import ContextOverflowError
+from chatterm.tui.messages import ModelLoaded, ModelLoadFailed, ReplyFailed
+from chatterm.tui.screens.picker import PickerScreen
+from chatterm.tui.widgets.message_view import AssistantMessage
+
+from .helpers import failing_loader, messages_rows, send, settle, wait_until
+
+
+class OverflowEngine(FakeEngine):
+    """Raises like the llama.cpp engine does when the newest message cannot fit."""
+
+    def generate(self, messages, sampling, *, top_logprobs=0, cancel=None):
+        raise ContextOverflowError("the message needs 9000 tokens, the window is 2048")
+        yield  # pragma: no cover - makes this a generator, as the real one is
+
+
+class BrokenEngine(FakeEngine):
+    def generate(self, messages, sampling, *, top_logprobs=0, cancel=None):
+        yield from ()
+        raise RuntimeError("GPU on fire")
+
+
+def notifications(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_the_model_loads_in_a_worker_after_the_first_paint(make, seen):
+    loaded = FakeEngine(name="loaded-later")
+    gate = threading.Event()
+
+    def load(options):
+        gate.wait(10)
+        return loaded
+
+    app = make(engine=None, load_engine=load)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        assert app.chat.engine is None
+        assert app.chat.query_one("#model-progress").display
+        gate.set()
+        await settle(pilot)
+        assert app.chat.engine is loaded
+        assert seen.of(ModelLoaded)[0].engine is loaded
+        assert not app.chat.query_one("#model-progress").display
+        assert "loaded-later" in str(app.chat.query_one("#model-info").render())
+
+
+async def test_a_message_sent_while_loading_goes_out_when_the_model_is_ready(make):
+    loaded = FakeEngine(name="late").enqueue("ready now")
+    gate = threading.Event()
+
+    def load(options):
+        gate.wait(10)
+        return loaded
+
+    app = make(engine=None, load_engine=load)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.prompt.text = "early question"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.chat.pending == "early question"
+        gate.set()
+        await wait_until(pilot, lambda: loaded.calls and app.chat.job is None)
+        await settle(pilot)
+    assert [r["content"] for r in messages_rows()] == ["early question", "ready now"]
+
+
+async def test_a_model_that_fails_to_load_keeps_the_previous_one(make, fake, seen):
+    app = make(load_engine=failing_loader("broken.gguf: not a GGUF file"))
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert isinstance(app.screen, PickerScreen)
+        await pilot.press(*"smollm2", "enter")
+        await settle(pilot)
+        assert seen.of(ModelLoadFailed)
+        assert app.chat.engine is fake
+        assert any(
+            "not a GGUF file" in n and "still using fake-model" in n for n in notifications(app)
+        )
+        await send(pilot, "still works")
+    assert messages_rows()[-1]["status"] == "complete"
+
+
+async def test_the_model_picker_loads_the_chosen_model(make, fake, seen):
+    other = FakeEngine(name="smollm2-135m-instruct")
+    chosen = []
+
+    def load(options):
+        chosen.append(options)
+        return other
+
+    app = make(load_engine=load)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press(*"smollm2", "enter")
+        await settle(pilot)
+        assert chosen[0].model == "smollm2-135m-instruct"
+        assert app.chat.engine is other
+        await send(pilot, "hi")
+    assert messages_rows()[-1]["model"] == "smollm2-135m-instruct"
+
+
+async def test_context_overflow_is_a_notification_and_the_text_comes_back(make, seen):
+    app = make(engine=OverflowEngine())
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await send(pilot, "a very long paste")
+        assert seen.of(ReplyFailed)
+        assert app.chat.prompt.text == "a very long paste"
+        assert any("9000 tokens" in n for n in notifications(app))
+        view = list(app.chat.transcript.query(AssistantMessage))[-1]
+        assert view.entry.status == "error"
+        assert app.is_running
+        # Resending (shortened) replaces the failed prompt instead of following it.
+        app.chat.engine = FakeEngine().enqueue("fits now")
+        await send(pilot, "a shorter paste")
+        assert [v.text for v in app.chat.transcript.query(AssistantMessage)] == ["fits now"]
+    rows = messages_rows()
+    failed_user, failed_reply, user, reply = rows
+    assert failed_reply["status"] == "error"
+    assert user["parent_id"] == failed_user["parent_id"]
+    assert reply["content"] == "fits now"
+
+
+async def test_an_unexpected_engine_crash_is_reported_not_raised(make):
+    app = make(engine=BrokenEngine())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "hello")
+        assert app.is_running
+        assert app.chat.prompt.text == "hello"
+        assert any("GPU on fire" in n for n in notifications(app))
+    assert messages_rows()[-1]["status"] == "error"
+
+
+async def test_sending_with_no_model_keeps_the_text(make):
+    app = make(engine=None, load_engine=failing_loader("no model installed"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.chat.prompt.text = "anyone there?"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.chat.prompt.text == "anyone there?"
+    assert messages_rows() == []
