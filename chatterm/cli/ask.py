@@ -97,6 +97,14 @@ def ask(
     ),
     no_save: bool = typer.Option(False, "--no-save", help="Do not save this exchange."),
     stats: bool = typer.Option(False, "--stats", help="Print timing stats to stderr."),
+    logprobs: int = typer.Option(
+        0, "--logprobs", min=0, max=50, metavar="K",
+        help="With --json: each token's probability and its K likeliest alternatives.",
+    ),
+    show_probs: bool = typer.Option(
+        False, "--show-probs",
+        help="On a terminal, colour each token by its probability (green likely … red not).",
+    ),
 ) -> None:
     """Answer a prompt from arguments and/or stdin, streaming the reply to stdout.
 
@@ -140,26 +148,41 @@ def ask(
     gpu_note = getattr(engine, "gpu_note", "")
     if gpu_layers and "no GPU support" in gpu_note:
         print(f"chatterm: note: {gpu_note}", file=sys.stderr)
-    _stream(engine, messages, settings, as_json=as_json, stats=stats, status=status)
+    _stream(
+        engine, messages, settings, as_json=as_json, stats=stats, status=status,
+        logprobs=logprobs, show_probs=show_probs,
+    )
 
 
 def _stream(
-    engine: Any, messages: list[Any], settings: Any, *, as_json: bool, stats: bool, status: Any
+    engine: Any, messages: list[Any], settings: Any, *, as_json: bool, stats: bool, status: Any,
+    logprobs: int = 0, show_probs: bool = False,
 ) -> None:
-    from chatterm.cli.output import make_writer
+    from chatterm.cli.output import make_probability_writer, make_writer
     from chatterm.engine.events import Finished, PromptReady, Token
 
-    writer = make_writer(as_json=as_json)
+    # Probabilities are read only when they will be shown: off costs nothing.
+    colour = show_probs and not as_json and sys.stdout.isatty()
+    top_k = logprobs if as_json else int(colour)
+    if logprobs and not as_json:
+        print("chatterm: note: --logprobs adds probabilities to --json output", file=sys.stderr)
+    record: list[Token] | None = [] if as_json and logprobs else None
+    writer = make_probability_writer() if colour else make_writer(as_json=as_json)
     parts: list[str] = []
     finished: Finished | None = None
     status.show("thinking…")
     try:
-        for event in engine.generate(messages, settings):
+        for event in engine.generate(messages, settings, top_logprobs=top_k):
             if isinstance(event, Token):
                 if not parts:
                     status.clear()
                 parts.append(event.text)
-                writer.write(event.text)
+                if colour:
+                    writer.write_token(event.text, event.prob)  # type: ignore[attr-defined]
+                else:
+                    writer.write(event.text)
+                if record is not None:
+                    record.append(event)
             elif isinstance(event, PromptReady) and event.dropped_messages:
                 print(
                     f"chatterm: note: dropped {event.dropped_messages} old messages to fit the "
@@ -178,6 +201,8 @@ def _stream(
     writer.close()
     assert finished is not None
     if as_json:
+        from chatterm.lab.probs import token_records
+
         print(
             json.dumps(
                 {
@@ -186,6 +211,7 @@ def _stream(
                     "settings": settings.to_dict(),
                     "finish_reason": finished.reason,
                     "stats": finished.stats.to_dict(),
+                    **({"tokens": token_records(record, engine)} if record is not None else {}),
                 },
                 ensure_ascii=False,
             )
