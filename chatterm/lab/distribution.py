@@ -1,0 +1,370 @@
+"""The next-token distribution, and how the sampling chain reshapes it.
+
+:func:`explain` replays in NumPy the chain that :meth:`LlamaEngine._sampler` builds from
+llama.cpp's samplers, in the same order and by the same rules (read from llama.cpp's
+``src/llama-sampling.cpp``; the tests run the real samplers over the same logits and compare):
+
+1. repetition penalties: none apply to the first token of a reply (the chain is new for every
+   reply and has accepted no tokens yet), so they are not shown;
+2. temperature 0: greedy; only the likeliest token remains and no other stage runs;
+3. top-k: keep the k tokens with the highest logits (0 = off);
+4. top-p: softmax (temperature 1) over what top-k left, keep the shortest run of likeliest
+   tokens whose probabilities add up to at least p (always one or more; 1 = off);
+5. min-p: keep tokens at least ``min_p`` times as likely as the likeliest one (0 = off);
+6. temperature: divide the survivors' logits by T and softmax: what ``dist`` samples from.
+
+So top-p and min-p judge probabilities *before* temperature: raising the temperature flattens
+what survives but never changes which tokens survive.
+
+The TUI replays one :class:`Distribution` through :func:`explain` as the user moves sliders;
+nothing is generated again. Exact ties at a cut-off, and sums within ~1e-6 of top-p, may fall
+the other way in llama.cpp, which sorts ties arbitrarily and adds in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chatterm.engine.events import Candidate, ChatMessage
+from chatterm.errors import ContextOverflowError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# How many of the likeliest tokens get their text looked up when a distribution is captured.
+DEFAULT_PIECES = 256
+
+
+class SamplerSettings(Protocol):
+    """What :func:`explain` reads; :class:`chatterm.sampling.SamplingSettings` fits."""
+
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def top_p(self) -> float: ...
+    @property
+    def min_p(self) -> float: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Distribution:
+    """The model's probabilities for the next token, likeliest first.
+
+    ``logprobs`` are log-probabilities over the *whole* vocabulary at temperature 1 (the raw
+    softmax), so a distribution captured live (``complete``: every token) and one rebuilt from
+    the top-K candidates saved with a message (not ``complete``) are read the same way.
+    """
+
+    token_ids: np.ndarray
+    logprobs: np.ndarray
+    pieces: tuple[str, ...]
+    vocab_size: int
+    complete: bool = True
+    model: str = ""
+    prompt_text: str = ""
+    prompt_tokens: int = 0
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @cached_property
+    def probs(self) -> np.ndarray:
+        import numpy as np
+
+        return np.exp(self.logprobs)
+
+    def piece(self, rank: int) -> str:
+        """The text of the ``rank``-th likeliest token (0-based); ``<id>`` if not looked up."""
+        if rank < len(self.pieces):
+            return self.pieces[rank]
+        return f"<{int(self.token_ids[rank])}>"
+
+    def top(self, n: int) -> list[Candidate]:
+        """The ``n`` likeliest tokens as candidates (raw probabilities)."""
+        n = min(n, len(self))
+        return [
+            Candidate(int(self.token_ids[i]), self.piece(i), float(self.probs[i])) for i in range(n)
+        ]
+
+    @classmethod
+    def from_logits(
+        cls,
+        logits: Any,
+        piece: Callable[[int], str],
+        *,
+        n_pieces: int = DEFAULT_PIECES,
+        model: str = "",
+        prompt_text: str = "",
+        prompt_tokens: int = 0,
+    ) -> Distribution:
+        """From one row of logits (copied); ``piece(token_id)`` names the ``n_pieces``
+        likeliest tokens."""
+        import numpy as np
+
+        x = np.asarray(logits, dtype=np.float64)
+        finite = x[np.isfinite(x)]
+        peak = float(finite.max()) if finite.size else 0.0
+        log_z = peak + math.log(float(np.exp(x - peak).sum()))
+        order = np.argsort(-x, kind="stable")
+        ids = order.astype(np.int64)
+        pieces = tuple(piece(int(t)) for t in ids[:n_pieces])
+        return cls(ids, x[order] - log_z, pieces, len(x), True, model, prompt_text, prompt_tokens)
+
+    @classmethod
+    def from_candidates(
+        cls,
+        candidates: Sequence[Candidate],
+        *,
+        vocab_size: int = 0,
+        model: str = "",
+        prompt_text: str = "",
+    ) -> Distribution:
+        """From saved top-K candidates (e.g. a ``Token.top``); stages that depend on tokens
+        beyond these K are marked approximate by :func:`explain`."""
+        import numpy as np
+
+        ordered = sorted((c for c in candidates if c.prob > 0), key=lambda c: -c.prob)
+        ids = np.array([c.token_id for c in ordered], dtype=np.int64)
+        logprobs = np.array([math.log(c.prob) for c in ordered], dtype=np.float64)
+        vocab = max(vocab_size, len(ordered))
+        return cls(
+            ids,
+            logprobs,
+            tuple(c.piece for c in ordered),
+            vocab,
+            vocab == len(ordered),
+            model,
+            prompt_text,
+            0,
+        )
+
+
+@dataclass(frozen=True)
+class Row:
+    """One candidate token: its raw probability, the stage that removed it (``None`` if it
+    survived) and its probability in what is finally sampled (0 when removed)."""
+
+    rank: int
+    token_id: int
+    piece: str
+    prob: float
+    removed_by: str | None
+    final_prob: float
+
+    @property
+    def survived(self) -> bool:
+        return self.removed_by is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "id": self.token_id,
+            "piece": self.piece,
+            "prob": self.prob,
+            "removed_by": self.removed_by,
+            "final_prob": self.final_prob,
+        }
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One filter of the chain: its setting, whether it ran, and how many tokens it left."""
+
+    name: str
+    setting: str
+    active: bool
+    kept: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What the chain does to a distribution under one set of settings."""
+
+    rows: list[Row]
+    stages: tuple[Stage, ...]
+    survivors: int
+    temperature: float
+    vocab_size: int
+    exact: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "vocab_size": self.vocab_size,
+            "survivors": self.survivors,
+            "exact": self.exact,
+            "stages": [
+                {"name": s.name, "setting": s.setting, "active": s.active, "kept": s.kept}
+                for s in self.stages
+            ],
+            "candidates": [r.to_dict() for r in self.rows],
+        }
+
+
+def explain(dist: Distribution, settings: SamplerSettings, n: int = 20) -> Explanation:
+    """Run ``settings``' chain over ``dist`` and describe the ``n`` likeliest candidates.
+
+    Every stage keeps a prefix of the likeliest-first order, so the chain reduces to a list of
+    cut-offs; cost is O(vocabulary) at worst, under a millisecond for 49k tokens, fast enough
+    to follow a slider.
+    """
+    import numpy as np
+
+    lp = dist.logprobs
+    known = len(lp)
+    vocab = max(dist.vocab_size, known)
+    temperature = float(settings.temperature)
+    top_k, top_p, min_p = int(settings.top_k), float(settings.top_p), float(settings.min_p)
+    exact = True
+    cuts: list[tuple[str, int]] = []
+    stages: list[Stage] = []
+    kept = vocab
+
+    if known == 0:
+        return Explanation([], (), 0, temperature, vocab, False, _settings_dict(settings))
+    if temperature <= 0:
+        kept = 1
+        cuts.append(("greedy", 1))
+        stages.append(Stage("greedy", "temperature 0", True, 1))
+        stages += [
+            Stage("top-k", f"k={top_k}", False, 1),
+            Stage("top-p", f"p={top_p:g}", False, 1),
+            Stage("min-p", f"min_p={min_p:g}", False, 1),
+        ]
+    else:
+        if top_k > 0:
+            kept = min(kept, top_k)
+            cuts.append(("top-k", kept))
+        stages.append(Stage("top-k", f"k={top_k}", top_k > 0, kept))
+
+        if top_p < 1.0:
+            head = min(kept, known)
+            weights = np.exp(lp[:head] - lp[0])
+            if kept <= known:
+                mass = float(weights.sum())
+            else:
+                # Beyond the known candidates: the whole vocabulary's mass, exact when top-k
+                # is off, an approximation of the top-k set's mass otherwise.
+                mass = math.exp(-float(lp[0]))
+                exact = exact and kept >= vocab
+            reached = np.flatnonzero(np.cumsum(weights) / mass >= top_p)
+            if reached.size:
+                kept = int(reached[0]) + 1
+            elif kept > known:
+                exact = False  # the cut lies among tokens we do not know
+            cuts.append(("top-p", kept))
+        stages.append(Stage("top-p", f"p={top_p:g}", top_p < 1.0, kept))
+
+        if min_p > 0:
+            floor = float(lp[0]) + math.log(min_p)
+            head = min(kept, known)
+            passing = max(1, int(np.count_nonzero(lp[:head] >= floor)))
+            if passing == head and kept > known:
+                exact = False  # unknown tokens below the known ones may pass too
+            else:
+                kept = passing
+            cuts.append(("min-p", kept))
+        stages.append(Stage("min-p", f"min_p={min_p:g}", min_p > 0, kept))
+
+    survivors = min(kept, known)
+    if kept > known:
+        exact = False  # some survivors are unknown: final probabilities are over the known ones
+    if temperature <= 0:
+        final = np.ones(1)
+    else:
+        scaled = lp[:survivors] / temperature
+        final = np.exp(scaled - scaled.max())
+        final /= final.sum()
+
+    rows = []
+    probs = dist.probs
+    for rank in range(min(n, known)):
+        removed_by = next((name for name, cut in cuts if rank >= cut), None)
+        rows.append(
+            Row(
+                rank + 1,
+                int(dist.token_ids[rank]),
+                dist.piece(rank),
+                float(probs[rank]),
+                removed_by,
+                float(final[rank]) if rank < survivors else 0.0,
+            )
+        )
+    return Explanation(
+        rows, tuple(stages), kept, temperature, vocab, exact, _settings_dict(settings)
+    )
+
+
+def _settings_dict(settings: SamplerSettings) -> dict[str, Any]:
+    return {
+        "temperature": float(settings.temperature),
+        "top_k": int(settings.top_k),
+        "top_p": float(settings.top_p),
+        "min_p": float(settings.min_p),
+    }
+
+
+# -- capture from a live engine ------------------------------------------------------------
+
+
+def next_token_distribution(
+    engine: Any,
+    messages: Sequence[ChatMessage],
+    *,
+    continuation: Sequence[int] = (),
+    n_pieces: int = DEFAULT_PIECES,
+) -> Distribution:
+    """The distribution for the first token of the reply to ``messages`` (after the chat
+    template), or, with ``continuation`` (token ids of a reply so far), for the token after it:
+    the TUI passes a saved reply's first i tokens to inspect its i-th token in full."""
+    prompt = engine.render(messages)
+    return distribution_after(
+        engine, [*prompt.tokens, *continuation], prompt_text=prompt.text, n_pieces=n_pieces
+    )
+
+
+def raw_text_tokens(engine: Any, text: str) -> list[int]:
+    """``text`` as a plain continuation prompt, no chat template (BOS if the model wants it)."""
+    return list(engine.token_ids(text, special=False, add_bos=True))
+
+
+def distribution_after(
+    engine: Any, tokens: Sequence[int], *, prompt_text: str = "", n_pieces: int = DEFAULT_PIECES
+) -> Distribution:
+    """Evaluate ``tokens`` (reusing the KV cache's prefix) and capture the next-token logits.
+
+    Raises ``UsageError`` for an engine without local logits (the fake, remote servers) or an
+    empty prompt, ``ContextOverflowError`` when the tokens do not fit the window.
+    """
+    import numpy as np
+
+    if not (hasattr(engine, "prefill") and hasattr(engine, "logits")):
+        raise UsageError(
+            f"{getattr(engine, 'name', 'this engine')} does not expose its logits; "
+            "the lab needs a local llama.cpp model"
+        )
+    if not tokens:
+        raise UsageError("nothing to predict from: the prompt is empty")
+    if len(tokens) >= engine.n_ctx:
+        raise ContextOverflowError(
+            f"the prompt needs {len(tokens)} tokens but the context window is {engine.n_ctx}; "
+            "shorten it or raise --ctx-size"
+        )
+    with engine.lock:  # the piece lookups share a buffer with generation: keep them inside
+        engine.prefill(list(tokens))
+        logits = np.array(engine.logits(), dtype=np.float32, copy=True)
+        return Distribution.from_logits(
+            logits,
+            lambda t: engine.piece(t).piece,
+            n_pieces=n_pieces,
+            model=engine.name,
+            prompt_text=prompt_text,
+            prompt_tokens=len(tokens),
+        )
