@@ -98,11 +98,16 @@ def ask(
     no_save: bool = typer.Option(False, "--no-save", help="Do not save this exchange."),
     stats: bool = typer.Option(False, "--stats", help="Print timing stats to stderr."),
     logprobs: int = typer.Option(
-        0, "--logprobs", min=0, max=50, metavar="K",
+        0,
+        "--logprobs",
+        min=0,
+        max=50,
+        metavar="K",
         help="With --json: each token's probability and its K likeliest alternatives.",
     ),
     show_probs: bool = typer.Option(
-        False, "--show-probs",
+        False,
+        "--show-probs",
         help="On a terminal, colour each token by its probability (green likely … red not).",
     ),
 ) -> None:
@@ -149,14 +154,27 @@ def ask(
     if gpu_layers and "no GPU support" in gpu_note:
         print(f"chatterm: note: {gpu_note}", file=sys.stderr)
     _stream(
-        engine, messages, settings, as_json=as_json, stats=stats, status=status,
-        logprobs=logprobs, show_probs=show_probs,
+        engine,
+        messages,
+        settings,
+        as_json=as_json,
+        stats=stats,
+        status=status,
+        logprobs=logprobs,
+        show_probs=show_probs,
     )
 
 
 def _stream(
-    engine: Any, messages: list[Any], settings: Any, *, as_json: bool, stats: bool, status: Any,
-    logprobs: int = 0, show_probs: bool = False,
+    engine: Any,
+    messages: list[Any],
+    settings: Any,
+    *,
+    as_json: bool,
+    stats: bool,
+    status: Any,
+    logprobs: int = 0,
+    show_probs: bool = False,
 ) -> None:
     from chatterm.cli.output import make_probability_writer, make_writer
     from chatterm.engine.events import Finished, PromptReady, Token

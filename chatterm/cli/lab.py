@@ -1,9 +1,387 @@
-"""Placeholder: filled in by its issue."""
+"""The lab on the command line: ``chatterm tokenize`` and ``chatterm lab sample|compare|
+experiments``. The work happens in :mod:`chatterm.lab`; this module reads options and picks an
+output (rich on a terminal, plain or Markdown in a pipe, JSON with ``--json``)."""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+
+from chatterm.cli.errors import handle_errors
+from chatterm.errors import UsageError
+from chatterm.sampling import FIELDS_BY_NAME
+
+COMPARE_MAX_TOKENS = 256
+
+lab_app = typer.Typer(
+    name="lab",
+    help="See what the model sees: next-token probabilities, sampling, side-by-side variants.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+experiments_app = typer.Typer(
+    name="experiments",
+    help="Saved comparisons: list them, show one, run one again.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+lab_app.add_typer(experiments_app)
+
+
+def _help(name: str) -> str:
+    spec = FIELDS_BY_NAME[name]
+    return f"{spec.help} [{spec.minimum:g}–{spec.maximum:g}]"
+
+
+MODEL_OPTION = typer.Option(
+    None,
+    "-m",
+    "--model",
+    help="Model name (see `chatterm models`) or GGUF path.",
+    envvar="CHATTERM_MODEL",
+    show_envvar=True,
+)
+
+
+def _text(args: list[str] | None, *, what: str) -> str:
+    from chatterm.cli.ask import combine_input, read_stdin
+
+    text = combine_input(read_stdin(), args or [])
+    if not text.strip():
+        raise UsageError(f"nothing to {what}: give text as an argument or on stdin")
+    return text
+
+
+class _Status:
+    """A one-line note on stderr while the model loads or runs, on a terminal only."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\x1b[2K\x1b[2m{text}\x1b[0m")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
+def _load(model: str | None, ctx_size: int | None, threads: int | None, config: Any) -> Any:
+    from chatterm.services import EngineOptions, load_engine
+
+    status = _Status()
+    status.show("loading model…")
+    try:
+        return load_engine(EngineOptions(model=model, ctx_size=ctx_size, threads=threads), config)
+    finally:
+        status.clear()
+
+
+# -- chatterm tokenize ---------------------------------------------------------------------
+
+
+def tokenize(
+    text: list[str] = typer.Argument(None, help="Text to split; read from stdin when absent."),
+    model: str = MODEL_OPTION,
+    special: bool = typer.Option(
+        False,
+        "--special",
+        help="Parse control-token text such as <|im_end|> as the control tokens themselves.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"tokens": [{"id", "piece", …}], "count"}.'
+    ),
+) -> None:
+    """Show how the model's own tokenizer splits text into tokens.
+
+    Each piece with its id; control tokens are marked, and bytes of a character split across
+    tokens show as <0xE6>. Example: chatterm tokenize "Hello, world!"
+    """
+    from chatterm.cli.lab_view import print_tokens
+    from chatterm.config import load_config
+
+    if text:
+        source = " ".join(text)
+    else:
+        from chatterm.cli.ask import read_stdin
+
+        source = read_stdin().removesuffix("\n")
+    if not source:
+        raise UsageError('nothing to tokenize: give text, e.g. chatterm tokenize "Hello"')
+    engine = _load(model, 256, None, load_config())
+    try:
+        pieces = engine.tokenize(source, special=special)
+    finally:
+        engine.close()
+    print_tokens(pieces, as_json=as_json)
+
+
+# -- chatterm lab sample -------------------------------------------------------------------
+
+
+@lab_app.command("sample")
+@handle_errors
+def sample(
+    prompt: list[str] = typer.Argument(None, help="The prompt; piped stdin comes before it."),
+    model: str = MODEL_OPTION,
+    system: str = typer.Option(None, "-s", "--system", help="System prompt."),
+    persona: str = typer.Option(None, "-p", "--persona", help="Persona (see `chatterm personas`)."),
+    template: str = typer.Option(
+        None, "-t", "--template", help="Prompt template (see `chatterm templates`)."
+    ),
+    var: list[str] = typer.Option(None, "-v", "--var", help="Template variable name=value."),
+    temperature: float = typer.Option(None, help=_help("temperature")),
+    top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
+    top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
+    min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
+    rows: int = typer.Option(20, "--top", "-n", min=1, max=256, help="Candidates to show."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Continue the text as is, without the chat template."
+    ),
+    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show the next-token distribution after a prompt and what sampling keeps of it.
+
+    For the likeliest candidates: the model's probability, the stage that removes it (top-k,
+    then top-p, then min-p, as the engine's sampler does) and its final probability after
+    temperature. Example: chatterm lab sample --temperature 1.5 --top-k 0 "Tell me a joke"
+    """
+    from chatterm.cli.lab_view import print_explanation
+    from chatterm.config import load_config
+    from chatterm.engine.events import ChatMessage
+    from chatterm.lab.distribution import (
+        distribution_after,
+        explain,
+        next_token_distribution,
+        raw_text_tokens,
+    )
+    from chatterm.services import sampling_settings
+
+    config = load_config()
+    defaults: dict[str, Any] = {}
+    messages: list[ChatMessage] = []
+    text = ""
+    if raw:
+        if persona or template or system or var:
+            raise UsageError(
+                "--raw continues the text as is: it takes no persona, template, "
+                "variables or system prompt"
+            )
+        text = _text(prompt, what="sample")
+    else:
+        from chatterm.cli.prompts_cmd import compose_request
+
+        composed = compose_request(prompt, persona, template, var, system)
+        if not composed.user.strip():
+            raise UsageError("nothing to sample: give a prompt as an argument or on stdin")
+        defaults = dict(composed.settings)
+        messages = composed.messages()
+    settings = sampling_settings(
+        config,
+        persona_defaults=defaults,
+        overrides=dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p),
+    )
+    engine = _load(model, ctx_size, None, config)
+    try:
+        if raw:
+            dist = distribution_after(engine, raw_text_tokens(engine, text), prompt_text=text)
+        else:
+            dist = next_token_distribution(engine, messages)
+    finally:
+        engine.close()
+    print_explanation(dist, explain(dist, settings, rows), as_json=as_json, raw=raw)
+
+
+# -- chatterm lab compare ------------------------------------------------------------------
+
+
+@lab_app.command("compare")
+@handle_errors
+def compare(
+    prompt: list[str] = typer.Argument(None, help="The prompt; piped stdin comes before it."),
+    variant: list[str] = typer.Option(
+        None,
+        "--variant",
+        "-V",
+        help="key=value[,key=value…]: a sampling setting (temperature, top_k, top_p, min_p, "
+        "seed, max_tokens, …), persona, template, system or model. Repeat for each column.",
+    ),
+    runs: int = typer.Option(
+        1, "--runs", "-r", min=1, max=100, help="Runs per variant, with seeds seed, seed+1, …"
+    ),
+    seed: int = typer.Option(None, help="Seed of the first run (default: random, and saved)."),
+    model: str = MODEL_OPTION,
+    system: str = typer.Option(None, "-s", "--system", help="System prompt for every variant."),
+    temperature: float = typer.Option(None, help=_help("temperature")),
+    top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
+    top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
+    min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
+    max_tokens: int = typer.Option(
+        None,
+        "--max-tokens",
+        "-n",
+        help=f"Stop each reply after this many tokens (default {COMPARE_MAX_TOKENS}).",
+    ),
+    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
+    no_save: bool = typer.Option(False, "--no-save", help="Do not save the experiment."),
+) -> None:
+    """Run one prompt through several variants with the same seed, side by side.
+
+    Example: chatterm lab compare "Explain rain" --variant temperature=0
+    --variant temperature=1.2 --variant persona=teacher --runs 3
+    """
+    from chatterm.config import load_config
+    from chatterm.lab.compare import Variant, plan
+    from chatterm.lab.experiments import new_experiment
+    from chatterm.sampling import SamplingSettings
+
+    if not variant:
+        raise UsageError("give at least one --variant, e.g. --variant temperature=0")
+    text = _text(prompt, what="compare")
+    variants = [Variant.parse(v) for v in variant]
+    config = load_config()
+    overrides: dict[str, Any] = dict(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens
+    )
+    if max_tokens is None and "max_tokens" not in config.sampling:
+        overrides["max_tokens"] = COMPARE_MAX_TOKENS
+    if seed is None:
+        seed = SamplingSettings().merge(config.sampling).resolved_seed().seed
+    else:
+        FIELDS_BY_NAME["seed"].check(seed)
+    runs_planned = plan(
+        text,
+        variants,
+        seed=seed,
+        runs=runs,
+        system=system,
+        model=model,
+        config=config,
+        overrides=overrides,
+    )
+    experiment = new_experiment(
+        text,
+        variants,
+        runs_planned,
+        seed=seed,
+        n_runs=runs,
+        system=system,
+        model=model,
+        overrides=overrides,
+    )
+    _execute(experiment, config, ctx_size)
+    _finish(experiment, as_json=as_json, save=not no_save)
+
+
+def _execute(experiment: Any, config: Any, ctx_size: int | None) -> None:
+    from chatterm.engine.events import Finished
+    from chatterm.lab.compare import EnginePool, default_loader, stream
+
+    status = _Status()
+    pool = EnginePool(default_loader(config, ctx_size=ctx_size))
+    total = len(experiment.runs)
+    done = 0
+    try:
+        status.show("loading model…")
+        for run, event in stream(experiment.runs, pool):
+            if isinstance(event, Finished):
+                done += 1
+                if run.error:
+                    print(f"chatterm: warning: {run.label}: {run.error}", file=sys.stderr)
+            status.show(f"{run.label} · run {run.run + 1} · {done}/{total} done")
+    finally:
+        status.clear()
+        pool.close()
+
+
+def _finish(experiment: Any, *, as_json: bool, save: bool, **extra: Any) -> None:
+    from chatterm.cli.lab_view import print_experiment
+    from chatterm.lab import experiments as store
+
+    saved = None
+    if save:
+        saved = store.save(experiment)
+    print_experiment(experiment, as_json=as_json, saved=saved is not None, **extra)
+    if saved is not None and not as_json:
+        print(
+            f"chatterm: saved experiment {experiment.short_id} "
+            f"(chatterm lab experiments show {experiment.short_id})",
+            file=sys.stderr,
+        )
+
+
+# -- chatterm lab experiments --------------------------------------------------------------
+
+
+@experiments_app.callback()
+def experiments_root(ctx: typer.Context) -> None:
+    """Saved comparisons: list them (the default), show one, run one again."""
+    if ctx.invoked_subcommand is None:
+        list_command(as_json=False)
+
+
+@experiments_app.command("list")
+@handle_errors
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """List saved experiments, newest first."""
+    from chatterm.cli.lab_view import print_experiment_list
+    from chatterm.lab.experiments import list_experiments
+
+    problems: list[str] = []
+    found = list_experiments(problems)
+    for problem in problems:
+        print(f"chatterm: warning: skipped {problem}", file=sys.stderr)
+    print_experiment_list(found, as_json=as_json)
+
+
+@experiments_app.command("show")
+@handle_errors
+def show_command(
+    ref: str = typer.Argument(..., metavar="ID", help="Experiment id or a unique prefix."),
+    as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
+) -> None:
+    """Show a saved experiment's replies and stats."""
+    from chatterm.cli.lab_view import print_experiment
+    from chatterm.lab.experiments import load
+
+    print_experiment(load(ref), as_json=as_json)
+
+
+@experiments_app.command("rerun")
+@handle_errors
+def rerun_command(
+    ref: str = typer.Argument(..., metavar="ID", help="Experiment id or a unique prefix."),
+    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new experiment as JSON."),
+    no_save: bool = typer.Option(False, "--no-save", help="Do not save the new run."),
+) -> None:
+    """Run a saved experiment again (same messages, settings and seeds) and say whether the
+    replies came out the same."""
+    from chatterm.config import load_config
+    from chatterm.lab.experiments import load, rerun, same_outputs
+
+    original = load(ref)
+    again = rerun(original)
+    _execute(again, load_config(), ctx_size)
+    same = same_outputs(original, again)
+    _finish(again, as_json=as_json, save=not no_save, same_as_original=same)
+    if not as_json:
+        print(
+            f"chatterm: {sum(same)} of {len(same)} replies are identical to experiment "
+            f"{original.short_id}",
+            file=sys.stderr,
+        )
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("tokenize")(handle_errors(tokenize))
+    app.add_typer(lab_app)

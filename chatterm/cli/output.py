@@ -81,3 +81,46 @@ def make_writer(*, as_json: bool = False) -> Writer:
     if sys.stdout.isatty():
         return MarkdownWriter()
     return PlainWriter()
+
+
+class ProbabilityWriter:
+    """Each token coloured by its probability (``chatterm ask --show-probs`` on a terminal),
+    with a legend on stderr at the end. Plain text, not Markdown: the colours are the point."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False, markup=False, emoji=False)
+        self.ended_with_newline = True
+
+    def write(self, text: str) -> None:
+        self.write_token(text, None)
+
+    def write_token(self, text: str, prob: float | None) -> None:
+        from chatterm.lab.probs import band_colour
+
+        if text:
+            self.console.print(text, style=band_colour(prob) or "", end="", soft_wrap=True)
+            self.console.file.flush()
+            self.ended_with_newline = text.endswith("\n")
+
+    def close(self) -> None:
+        from rich.console import Console
+        from rich.text import Text
+
+        from chatterm.lab.probs import legend
+
+        if not self.ended_with_newline:
+            self.console.print()
+            self.ended_with_newline = True
+        key = Text("token probability: ", style="dim")
+        for colour, label in legend():
+            key.append("■ ", style=colour).append(label + "  ", style="dim")
+        Console(stderr=True, highlight=False).print(key)
+
+
+def make_probability_writer() -> Writer:
+    """Coloured tokens on a terminal; in a pipe, plain text (colours would be noise there)."""
+    if sys.stdout.isatty():
+        return ProbabilityWriter()
+    return PlainWriter()
