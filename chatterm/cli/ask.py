@@ -96,6 +96,12 @@ def ask(
         False, "--json", help="Print one JSON object: text, model, settings and stats."
     ),
     no_save: bool = typer.Option(False, "--no-save", help="Do not save this exchange."),
+    continue_last: bool = typer.Option(
+        False, "-c", "--continue", help="Continue the most recent conversation."
+    ),
+    conversation: str = typer.Option(
+        None, "--conversation", metavar="ID", help="Continue this conversation (id or prefix)."
+    ),
     stats: bool = typer.Option(False, "--stats", help="Print timing stats to stderr."),
     logprobs: int = typer.Option(
         0,
@@ -139,7 +145,12 @@ def ask(
             stop=tuple(stop) if stop else None,
         ),
     ).resolved_seed()
-    messages = composed.messages()
+    from chatterm.store.recorder import ExchangeRecorder
+
+    recorder = ExchangeRecorder.for_ask(
+        save=not no_save, continue_last=continue_last, conversation_id=conversation, warn=_warn
+    )
+    messages = recorder.messages(composed.system, composed.user)
 
     status = _Status(enabled=sys.stderr.isatty())
     status.show("loading model…")
@@ -153,6 +164,7 @@ def ask(
     gpu_note = getattr(engine, "gpu_note", "")
     if gpu_layers and "no GPU support" in gpu_note:
         print(f"chatterm: note: {gpu_note}", file=sys.stderr)
+    recorder.begin(composed.user, engine=engine, sampling=settings, persona=persona)
     _stream(
         engine,
         messages,
@@ -162,6 +174,7 @@ def ask(
         status=status,
         logprobs=logprobs,
         show_probs=show_probs,
+        recorder=recorder,
     )
 
 
@@ -175,6 +188,7 @@ def _stream(
     status: Any,
     logprobs: int = 0,
     show_probs: bool = False,
+    recorder: Any = None,
 ) -> None:
     from chatterm.cli.output import make_probability_writer, make_writer
     from chatterm.engine.events import Finished, PromptReady, Token
@@ -191,6 +205,8 @@ def _stream(
     status.show("thinking…")
     try:
         for event in engine.generate(messages, settings, top_logprobs=top_k):
+            if recorder is not None:
+                recorder.on_event(event)  # saves the partial reply about once a second
             if isinstance(event, Token):
                 if not parts:
                     status.clear()
@@ -210,6 +226,8 @@ def _stream(
             elif isinstance(event, Finished):
                 finished = event
     except KeyboardInterrupt:
+        if recorder is not None:
+            recorder.stop()
         status.clear()
         writer.close()
         print("\nchatterm: interrupted", file=sys.stderr)
@@ -218,6 +236,8 @@ def _stream(
         status.clear()
     writer.close()
     assert finished is not None
+    if recorder is not None:
+        recorder.finish(finished)
     if as_json:
         from chatterm.lab.probs import token_records
 
@@ -229,6 +249,7 @@ def _stream(
                     "settings": settings.to_dict(),
                     "finish_reason": finished.reason,
                     "stats": finished.stats.to_dict(),
+                    "conversation_id": recorder.conversation_id if recorder else None,
                     **({"tokens": token_records(record, engine)} if record is not None else {}),
                 },
                 ensure_ascii=False,
@@ -239,6 +260,10 @@ def _stream(
         raise typer.Exit(1)
     if stats or (sys.stderr.isatty() and not as_json):
         print(f"[{finished.reason}] {finished.stats.summary()}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"chatterm: warning: {message}", file=sys.stderr)
 
 
 class _Status:
