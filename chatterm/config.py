@@ -14,6 +14,8 @@ from typing import Any
 from chatterm import paths
 from chatterm.errors import UsageError
 
+DEFAULT_ENDPOINT_TIMEOUT = 300.0
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -22,11 +24,16 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An OpenAI-compatible server; its API key is read from the environment variable named."""
+    """An OpenAI-compatible server (llama-server, vLLM, Ollama…) whose models are addressed as
+    ``NAME/MODEL``. Its API key is read from the environment variable named by ``api_key_env``
+    and never from the file, so config.toml can be shared and the key never reaches history.
+    ``timeout`` is how long to wait for the next bytes of an answer (a long prefill on a big
+    model sends nothing for a while)."""
 
     name: str
     base_url: str
     api_key_env: str | None = None
+    timeout: float = DEFAULT_ENDPOINT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,25 @@ class Config:
     kv_cache_mb: int = 1024
     source: Path | None = None
 
+    def remote_model(self, spec: str | None) -> tuple[Endpoint, str] | None:
+        """Split ``NAME/MODEL`` when NAME is a configured endpoint; ``None`` otherwise.
+
+        Hub names (``bartowski/X-GGUF:Q4_K_M``) and relative paths hold a slash too, so only a
+        first part that names an endpoint counts; the model id may itself contain slashes
+        (vLLM serves ``meta-llama/Llama-3.1-8B``), so the split is at the first one.
+        """
+        if not spec or "/" not in spec:
+            return None
+        name, _, model = spec.partition("/")
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return None
+        if not model.strip():
+            raise UsageError(
+                f"name a model after {name}/ (see `chatterm models` for what {name} serves)"
+            )
+        return endpoint, model
+
 
 def load_config(path: Path | None = None) -> Config:
     """Read ``config.toml`` (missing is fine) and apply ``CHATTERM_*`` environment overrides."""
@@ -52,16 +78,9 @@ def load_config(path: Path | None = None) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: invalid TOML: {exc}") from None
     engine = data.get("engine", {})
-    endpoints = {}
-    for name, spec in (data.get("endpoints") or {}).items():
-        if not isinstance(spec, dict) or "base_url" not in spec:
-            raise UsageError(f"{path}: [endpoints.{name}] needs a base_url")
-        if "api_key" in spec:
-            raise UsageError(
-                f"{path}: [endpoints.{name}] must not hold an api_key; "
-                "name an environment variable with api_key_env instead"
-            )
-        endpoints[name] = Endpoint(name, str(spec["base_url"]), spec.get("api_key_env"))
+    endpoints = {
+        name: _endpoint(path, name, spec) for name, spec in (data.get("endpoints") or {}).items()
+    }
     try:
         cfg = Config(
             default_model=os.environ.get("CHATTERM_MODEL") or data.get("default_model"),
@@ -81,3 +100,34 @@ def load_config(path: Path | None = None) -> Config:
 
 def _opt_int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
+
+
+def _endpoint(path: Path, name: str, spec: Any) -> Endpoint:
+    where = f"{path}: [endpoints.{name}]"
+    if not isinstance(spec, dict) or "base_url" not in spec:
+        raise UsageError(f"{where} needs a base_url")
+    if "api_key" in spec:
+        raise UsageError(
+            f"{where} must not hold an api_key; "
+            "name an environment variable with api_key_env instead"
+        )
+    if "/" in name or not name.strip():
+        raise UsageError(f"{where}: an endpoint name must be non-empty and hold no '/'")
+    base_url = str(spec["base_url"]).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"{where}: base_url must start with http:// or https://")
+    unknown = sorted(set(spec) - {"base_url", "api_key_env", "timeout"})
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key {unknown[0]!r} (known: base_url, api_key_env, timeout)"
+        )
+    api_key_env = spec.get("api_key_env")
+    if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
+        raise UsageError(f"{where}: api_key_env must name an environment variable")
+    try:
+        timeout = float(spec.get("timeout", DEFAULT_ENDPOINT_TIMEOUT))
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}: timeout must be a number of seconds") from None
+    if not timeout > 0:
+        raise UsageError(f"{where}: timeout must be more than 0 seconds")
+    return Endpoint(name, base_url, api_key_env, timeout)

@@ -28,6 +28,10 @@ class EngineOptions:
 
 def resolve(options: EngineOptions, config: Config | None = None) -> ModelEntry:
     config = config or load_config()
+    remote = config.remote_model(options.model or config.default_model)
+    if remote is not None:  # ENDPOINT/MODEL: ``path`` holds the server's URL, not a file
+        endpoint, model = remote
+        return ModelEntry(f"{endpoint.name}/{model}", endpoint.base_url, source="remote")
     return resolve_model(options.model, config.default_model)
 
 
@@ -38,6 +42,12 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
     from chatterm.engine.llama_engine import LlamaEngine
 
     config = config or load_config()
+    remote = config.remote_model(options.model or config.default_model)
+    if remote is not None:  # ENDPOINT/MODEL, with ENDPOINT from [endpoints] in config.toml
+        from chatterm.engine.remote import RemoteEngine
+
+        endpoint, model = remote
+        return RemoteEngine(endpoint, model, n_ctx=options.ctx_size or config.ctx_size)
     entry = resolve_model(options.model, config.default_model)
     # Saved KV states let a reopened long conversation skip re-prefilling its history.
     kv_cache = (

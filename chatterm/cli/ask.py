@@ -238,6 +238,8 @@ def _stream(
     assert finished is not None
     if recorder is not None:
         recorder.finish(finished)
+    for note in engine.pop_notes() if hasattr(engine, "pop_notes") else ():
+        print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. settings a server ignores
     if as_json:
         from chatterm.lab.probs import token_records
 
