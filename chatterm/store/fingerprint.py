@@ -3,7 +3,8 @@
 A full SHA-256 of a multi-gigabyte GGUF takes seconds (≈0.5–1 GB/s), too slow to pay on every
 ``chatterm ask``. The fingerprint hashes the size, the first MiB (GGUF header, metadata,
 architecture and quantisation) and the last MiB (tensor data, which differs between quantisations
-and fine-tunes) in about a millisecond. It names file content, not the file: unlike the mtime it
+and fine-tunes): 7 ms against 267 ms for a full SHA-256 of the 98 MB starter model, and the gap
+grows with the file. It names file content, not the file: unlike the mtime it
 survives a copy or a re-download of the same bytes. It is prefixed ``sample-sha256:`` so nobody
 mistakes it for the file's real SHA-256 (the catalog keeps that for downloaded models).
 """
