@@ -11,8 +11,8 @@ from chatterm import __version__, paths
 from chatterm.cli.errors import handle_errors
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success, 1 failure (network, Hub, database), 2 usage error, 3 model missing or unusable, "
-    "4 input does not fit the context window, 130 interrupted."
+    "Exit codes: 0 success, 1 failure (network, Hub, database), 2 usage error, "
+    "3 model missing or unusable, 4 input does not fit the context window, 130 interrupted."
 )
 
 app = typer.Typer(

@@ -17,6 +17,7 @@ from chatterm.engine.events import (
     ChatMessage,
     Event,
     Finished,
+    FinishReason,
     PromptReady,
     Stats,
     Token,
@@ -76,7 +77,7 @@ class FakeEngine:
             yield PromptReady(len(prompt.tokens), 0, self.n_ctx, 0, prompt.text)
             start = time.perf_counter()
             n = 0
-            reason = "stop"
+            reason: FinishReason = "stop"
             for i, word in enumerate(_words(reply)):
                 if n >= sampling.max_tokens:
                     reason = "length"
@@ -99,7 +100,7 @@ class FakeEngine:
             elapsed = time.perf_counter() - start
             yield Finished(
                 reason,
-                Stats(  # type: ignore[arg-type]
+                Stats(
                     prompt_tokens=len(prompt.tokens),
                     generated_tokens=n,
                     total_s=elapsed,
