@@ -135,6 +135,39 @@ def _rows() -> list[dict[str, Any]]:
                 "error": summary.get("error"),
             }
         )
+    return rows + _remote_rows()
+
+
+def _remote_rows() -> list[dict[str, Any]]:
+    """Models served by the endpoints in config.toml, named ``ENDPOINT/MODEL``; an endpoint
+    that cannot be listed shows as one row with its error, so a down server is visible."""
+    from chatterm.config import load_config
+
+    config = load_config()
+    if not config.endpoints:
+        return []
+    from chatterm.engine.remote_http import list_remote_models
+
+    errors: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    for endpoint, ids in list_remote_models(config, errors=errors).items():
+        base = {
+            "quant": None,
+            "size": 0,
+            "parameters": None,
+            "context_length": None,
+            "architecture": None,
+            "files": [],
+            "source": "remote",
+            "repo": None,
+            "default": False,
+            "missing": False,
+        }
+        url = config.endpoints[endpoint].base_url
+        if endpoint in errors:
+            rows.append({**base, "name": f"{endpoint}/", "path": url, "error": errors[endpoint]})
+        for model_id in ids:
+            rows.append({**base, "name": f"{endpoint}/{model_id}", "path": url, "error": None})
     return rows
 
 
@@ -148,6 +181,8 @@ def list_models(as_json: bool = False) -> None:
         path = r["path"]
         if r["missing"]:
             path += "  (missing: pull or add it again)"
+        elif r["source"] == "remote" and r["error"]:
+            path += f"  ({r['error']})"
         elif r["error"]:
             path += "  (unreadable: see `chatterm models show`)"
         table.append(
@@ -155,7 +190,7 @@ def list_models(as_json: bool = False) -> None:
                 "*" if r["default"] else "",
                 r["name"],
                 r["quant"] or "-",
-                _size(r["size"]),
+                _size(r["size"]) if r["source"] != "remote" else "remote",
                 format_count(r["parameters"]),
                 str(r["context_length"] or "-"),
                 path,
