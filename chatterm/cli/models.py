@@ -151,7 +151,7 @@ def _remote_rows() -> list[dict[str, Any]]:
     errors: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     for endpoint, ids in list_remote_models(config, errors=errors).items():
-        base = {
+        base: dict[str, Any] = {
             "quant": None,
             "size": 0,
             "parameters": None,
