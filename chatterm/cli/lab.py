@@ -281,7 +281,7 @@ def compare(
 
 
 def _execute(experiment: Any, config: Any, ctx_size: int | None) -> None:
-    from chatterm.engine.events import Finished
+    from chatterm.engine.events import Finished, PromptReady
     from chatterm.lab.compare import EnginePool, default_loader, stream
 
     status = _Status()
@@ -294,8 +294,10 @@ def _execute(experiment: Any, config: Any, ctx_size: int | None) -> None:
             if isinstance(event, Finished):
                 done += 1
                 if run.error:
+                    status.clear()
                     print(f"chatterm: warning: {run.label}: {run.error}", file=sys.stderr)
-            status.show(f"{run.label} · run {run.run + 1} · {done}/{total} done")
+            if isinstance(event, (PromptReady, Finished)):  # not per token: stderr stays calm
+                status.show(f"{run.label} · run {run.run + 1} · {done}/{total} done")
     finally:
         status.clear()
         pool.close()

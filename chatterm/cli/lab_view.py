@@ -285,13 +285,14 @@ def print_experiment_list(experiments: Sequence[Experiment], *, as_json: bool) -
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(box=None)
-        for name in ("id", "created", "variants", "runs", "prompt"):
-            table.add_column(name, no_wrap=name != "prompt", overflow="ellipsis")
+        table = Table(box=None, expand=True)
+        for name, width in (("id", 8), ("created", 16), ("variants", 30), ("runs", 4)):
+            table.add_column(name, no_wrap=True, overflow="ellipsis", width=width)
+        table.add_column("prompt", no_wrap=True, overflow="ellipsis", ratio=1)
         for e in experiments:
             table.add_row(
                 e.short_id,
-                e.created[:19].replace("T", " "),
+                e.created[:16].replace("T", " "),
                 ", ".join(v.spec for v in e.variants),
                 str(e.n_runs),
                 _one_line(e.prompt, 60),
