@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chatterm.engine.events import Token
+from chatterm.engine.events import Candidate, Token
 
 # (lower bound, colour name, meaning); colour names are ones both rich and Textual understand.
 BANDS: tuple[tuple[float, str, str], ...] = (
@@ -53,3 +53,9 @@ def token_records(tokens: Sequence[Token], engine: Any = None) -> list[dict[str,
             }
         )
     return out
+
+
+def candidates_from_record(record: Mapping[str, Any]) -> list[Candidate]:
+    """The top candidates of one saved :func:`token_records` entry, e.g. to rebuild a
+    :class:`chatterm.lab.distribution.Distribution` with ``Distribution.from_candidates``."""
+    return [Candidate(int(c["id"]), str(c["token"]), float(c["prob"])) for c in record["top"]]
