@@ -139,3 +139,8 @@ def test_raw_text_continues_without_the_chat_template(real_engine):
 def test_an_engine_without_logits_is_refused():
     with pytest.raises(UsageError, match="logits"):
         next_token_distribution(FakeEngine(), MESSAGES)
+
+
+def test_probabilities_off_reads_nothing(real_engine):
+    tokens = [e for e in real_engine.generate(MESSAGES, GREEDY) if isinstance(e, Token)]
+    assert tokens and all(t.prob is None and t.top == () for t in tokens)
