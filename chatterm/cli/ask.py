@@ -236,13 +236,16 @@ def _stream(
         status.clear()
     writer.close()
     assert finished is not None
+    saved = None
+    if record:
+        from chatterm.lab.probs import token_records
+
+        saved = token_records(record, engine)
     if recorder is not None:
-        recorder.finish(finished)
+        recorder.finish(finished, logprobs=saved)  # shown again when the chat is reopened
     for note in engine.pop_notes() if hasattr(engine, "pop_notes") else ():
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. settings a server ignores
     if as_json:
-        from chatterm.lab.probs import token_records
-
         print(
             json.dumps(
                 {
@@ -252,7 +255,7 @@ def _stream(
                     "finish_reason": finished.reason,
                     "stats": finished.stats.to_dict(),
                     "conversation_id": recorder.conversation_id if recorder else None,
-                    **({"tokens": token_records(record, engine)} if record is not None else {}),
+                    **({"tokens": saved or []} if record is not None else {}),
                 },
                 ensure_ascii=False,
             )

@@ -35,14 +35,16 @@ def token_records(tokens: Sequence[Token], engine: Any = None) -> list[dict[str,
     """Per-token probabilities as JSON-ready dicts: ``{"token", "id", "prob", "top": [{"token",
     "id", "prob"}…], "text"}``. ``token`` is the token's own text (its piece); ``text`` is what
     the reply gained with it (empty while a multi-byte character is incomplete). The final
-    flush of held-back text (``token_id`` −1) is not a token and is left out."""
+    flush of held-back text (``token_id`` −1, no probability) is not a token and is left out;
+    remote servers send probabilities without token ids, so those tokens keep id −1."""
     out = []
     for t in tokens:
-        if t.token_id < 0:
+        if t.token_id < 0 and t.prob is None:
             continue
         piece = next((c.piece for c in t.top if c.token_id == t.token_id), None)
         if piece is None:
-            piece = engine.piece(t.token_id).piece if hasattr(engine, "piece") else t.text
+            known = t.token_id >= 0 and hasattr(engine, "piece")
+            piece = engine.piece(t.token_id).piece if known else t.text
         out.append(
             {
                 "token": piece,

@@ -147,3 +147,13 @@ def test_ctrl_c_saves_the_partial_answer_as_stopped(chatterm_home):
         question, reply = store.active_path(conversation.id)
     assert question.content == LONG_PROMPT
     assert (reply.status, reply.finish_reason) == ("stopped", "cancelled") and reply.content
+
+
+def test_logprobs_are_saved_with_the_reply():
+    data = _ask_json("-n", "5", "--logprobs", "3", "Name a fruit.")
+    with ConversationStore() as store:
+        _, reply = store.active_path(data["conversation_id"])
+        saved = store.logprobs(reply.id)
+    assert saved == data["tokens"]
+    assert len(saved) == data["stats"]["generated_tokens"]
+    assert all(len(t["top"]) == 3 and 0 < t["prob"] <= 1 for t in saved)

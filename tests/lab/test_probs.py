@@ -40,3 +40,15 @@ def test_records_round_trip_into_an_explainable_distribution(real_engine):
     expl = explain(dist, SamplingSettings(top_k=3, top_p=1.0, min_p=0.0, temperature=1.0), n=5)
     assert expl.exact and [r.survived for r in expl.rows] == [True, True, True, False, False]
     assert expl.rows[0].token_id == first["id"]
+
+
+def test_records_keep_remote_tokens_that_have_no_id():
+    """OpenAI-compatible servers send probabilities without token ids (id -1)."""
+    from chatterm.engine.events import Candidate, Token
+    from chatterm.lab.probs import token_records
+
+    remote = Token(" hi", -1, 0.5, (Candidate(-1, " hi", 0.5), Candidate(-1, " yo", 0.2)))
+    flush = Token("!", -1)
+    records = token_records([remote, flush])
+    assert [(r["token"], r["prob"]) for r in records] == [(" hi", 0.5)]
+    assert [c["token"] for c in records[0]["top"]] == [" hi", " yo"]
