@@ -62,20 +62,25 @@ def state_files(cache: KVStateCache) -> list[Path]:
 
 
 def test_fresh_engine_resumes_from_saved_state_with_identical_output(starter_path, tmp_path):
+    """The restored state reproduces the reply of continuing in memory exactly, and that of a
+    full prefill (the earlier reply is replaced here, so every restored KV cell was computed
+    by a prefill, as a cold run computes it)."""
     cache = make_cache(tmp_path)
+    follow_up = history("Rome") + [
+        ChatMessage("assistant", "(answer omitted)"),
+        ChatMessage("user", "And Paris?"),
+    ]
     first = engine(starter_path, cache)
     try:
         ready, _, done = reply(first, history("Rome"))
         assert ready.cached_tokens == 0
         assert done.reason in ("stop", "length")
+        first.kv_cache = None  # continue in memory without saving over the state
+        _, in_memory, _ = reply(first, follow_up)
     finally:
         first.close()
     assert len(state_files(cache)) == 1
 
-    follow_up = history("Rome") + [
-        ChatMessage("assistant", "Rome was a city."),
-        ChatMessage("user", "And Paris?"),
-    ]
     resumed = engine(starter_path, cache)
     cold = engine(starter_path, None)
     try:
@@ -86,7 +91,8 @@ def test_fresh_engine_resumes_from_saved_state_with_identical_output(starter_pat
         cold.close()
     assert cold_ready.cached_tokens == 0
     assert ready.cached_tokens > ready.prompt_tokens // 2
-    assert tokens and tokens == cold_tokens
+    assert tokens and tokens == in_memory
+    assert tokens == cold_tokens
 
 
 def test_cache_stays_under_cap_evicting_least_recently_used(starter_path, tmp_path):
