@@ -89,7 +89,10 @@ class FakeEngine:
                     time.sleep(self.delay)
                 top = (
                     tuple(
-                        Candidate(i + j, word if j == 0 else f"alt{j}", 0.6 / (j + 1))
+                        # 0.6, 0.2, 0.1, …: a real distribution (sums to less than 1)
+                        Candidate(
+                            i + j, word if j == 0 else f"alt{j}", 0.6 if j == 0 else 0.4 / 2**j
+                        )
                         for j in range(top_logprobs)
                     )
                     if top_logprobs

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from chatterm.engine.base import Engine
 from chatterm.tui import keys
 from chatterm.tui.factory import ChatServices
+from chatterm.tui.lab.keys import LAB_BINDINGS
 from chatterm.tui.screens.chat import ChatScreen
 from chatterm.tui.screens.help import HelpScreen
 
@@ -79,7 +80,7 @@ class ChatApp(App[None]):
         chat = self.chat if self.is_screen_installed("chat") else None
         if chat is None or screen is not chat:
             return
-        for binding in [*keys.APP_BINDINGS, *keys.CHAT_BINDINGS]:
+        for binding in [*keys.APP_BINDINGS, *keys.CHAT_BINDINGS, *LAB_BINDINGS]:
             if binding.action in ("quit",):
                 continue
             shown = keys.display_keys(keys.keys_for(binding, self.keymap))

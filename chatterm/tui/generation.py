@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from textual.message import Message
 
@@ -17,6 +18,7 @@ from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
 from chatterm.errors import ChattermError
 from chatterm.sampling import SamplingSettings
+from chatterm.tui.lab.records import ProbCollector
 from chatterm.tui.messages import (
     GenerationProgress,
     PromptEvaluated,
@@ -49,6 +51,8 @@ class ReplyJob:
     parts: list[str] = field(default_factory=list)
     last_save: float = field(default_factory=time.monotonic)
     saved_final: bool = False
+    top_logprobs: int = 0  # candidates per token asked of the engine (0: probabilities off)
+    probs: list[dict[str, Any]] = field(default_factory=list)  # their records, UI side
 
     @property
     def text(self) -> str:
@@ -69,18 +73,23 @@ def stream_reply(
     """
     batcher = TokenBatcher(interval)
     started = time.monotonic()
+    probs = ProbCollector(job.engine) if job.top_logprobs else None
 
     def flush() -> None:
         text, count = batcher.take()
         if count or text:
-            post(TokensArrived(job.reply_id, text, count))
+            post(TokensArrived(job.reply_id, text, count, probs.take() if probs else ()))
             post(GenerationProgress(job.reply_id, batcher.total_tokens, time.monotonic() - started))
 
     try:
-        for event in job.engine.generate(job.messages, job.sampling, cancel=job.cancel):
+        for event in job.engine.generate(
+            job.messages, job.sampling, top_logprobs=job.top_logprobs, cancel=job.cancel
+        ):
             if is_cancelled():
                 job.cancel.set()
             if isinstance(event, Token):
+                if probs is not None:
+                    probs.add(event)
                 if batcher.add(event.text):
                     flush()
             elif isinstance(event, PromptReady):

@@ -8,6 +8,7 @@ the worker never touches a widget.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual.message import Message
 
@@ -26,11 +27,14 @@ class PromptEvaluated(Message):
 
 @dataclass
 class TokensArrived(Message):
-    """A batch of generated text. Never replaced: every batch is part of the reply."""
+    """A batch of generated text. Never replaced: every batch is part of the reply.
+    ``probs``: the batch's token records with their top candidates, only while probabilities
+    are on (see ``chatterm.tui.lab.records``)."""
 
     reply_id: int
     text: str
     tokens: int
+    probs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass

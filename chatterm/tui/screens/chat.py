@@ -26,6 +26,8 @@ from chatterm.store import Conversation, Message, model_fingerprint, status_for
 from chatterm.tui import generation, keys
 from chatterm.tui.factory import ChatServices
 from chatterm.tui.generation import ReplyJob, stream_reply
+from chatterm.tui.lab.chat_layer import LabChat
+from chatterm.tui.lab.keys import LAB_BINDINGS
 from chatterm.tui.messages import (
     GenerationProgress,
     ModelLoadFailed,
@@ -35,15 +37,15 @@ from chatterm.tui.messages import (
     TokensArrived,
 )
 from chatterm.tui.screens.base import UNSET
-from chatterm.tui.screens.conversations import ConversationsScreen, entry_for
+from chatterm.tui.screens.conversations import entry_for
 from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
 from chatterm.tui.widgets.prompt_input import PromptInput
 
 
-class ChatScreen(ConversationsScreen):
+class ChatScreen(LabChat):
     """The chat: sending, streaming, stopping, regenerating, editing and branching."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [*keys.CHAT_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [*keys.CHAT_BINDINGS, *LAB_BINDINGS]
 
     def __init__(self, services: ChatServices) -> None:
         super().__init__(services)
@@ -159,6 +161,7 @@ class ChatScreen(ConversationsScreen):
             sampling=sampling,
             user_text=user_text,
             user_id=user_id,
+            top_logprobs=self.lab_top_logprobs(),
         )
         self.job = job
         self.reply_stats.update("waiting for the first token…")
@@ -245,7 +248,12 @@ class ChatScreen(ConversationsScreen):
         self, job: ReplyJob, status: str, reason: str, stats: dict[str, Any] | None
     ) -> None:
         self.store.finish_assistant_message(
-            job.reply_id, job.text, status=status, stats=stats, finish_reason=reason
+            job.reply_id,
+            job.text,
+            status=status,
+            stats=stats,
+            finish_reason=reason,
+            logprobs=self.lab_logprobs(job),
         )
         job.saved_final = True
 

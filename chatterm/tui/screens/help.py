@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 from chatterm.tui import keys
+from chatterm.tui.lab.keys import LAB_BINDINGS, LAB_SCREEN_KEYS, TOKEN_KEYS
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> str:
@@ -31,6 +32,9 @@ def help_markdown(keymap: dict[str, str]) -> str:
             _table("On a message (tab or shift+tab to reach one)", keys.MESSAGE_KEYS),
             _table("In the conversation list", keys.LIST_KEYS),
             _table("In the settings panel", keys.PANEL_KEYS),
+            _table("Lab: see what the model sees", keys.binding_rows(LAB_BINDINGS, keymap)),
+            _table("On a coloured reply (probabilities on, F10 or a click)", TOKEN_KEYS),
+            _table("In the lab views", LAB_SCREEN_KEYS),
         ]
     )
 
