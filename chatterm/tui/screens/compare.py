@@ -219,14 +219,19 @@ class CompareScreen(Screen[None]):
         margin: 1 0 0 0;
     }
     CompareScreen #compare-form Label {
-        width: 11;
+        width: auto;
+        margin: 0 1 0 2;
         color: $text-muted;
+    }
+    CompareScreen #compare-form Label.lead {
+        width: 10;
+        margin: 0;
     }
     CompareScreen #compare-form Input {
         width: 1fr;
     }
     CompareScreen #compare-form .short {
-        width: 12;
+        width: 13;
     }
     CompareScreen #compare-status {
         height: auto;
@@ -251,12 +256,12 @@ class CompareScreen(Screen[None]):
         req = self.request
         with Vertical(id="compare-form"):
             with Horizontal():
-                yield Label("Prompt")
+                yield Label("Prompt", classes="lead")
                 yield Input(
                     req.prompt, id="compare-prompt", compact=True, placeholder="What to ask"
                 )
             with Horizontal():
-                yield Label("Variants")
+                yield Label("Variants", classes="lead")
                 yield Input(
                     req.variants,
                     id="compare-variants",
@@ -266,11 +271,11 @@ class CompareScreen(Screen[None]):
                     "persona, template, system or model",
                 )
             with Horizontal():
-                yield Label("Seed")
+                yield Label("Seed", classes="lead")
                 yield Input(
                     str(req.seed), id="compare-seed", type="integer", compact=True, classes="short"
                 )
-                yield Label("  Max tokens")
+                yield Label("Max tokens")
                 yield Input(
                     str(req.max_tokens),
                     id="compare-max-tokens",
@@ -278,7 +283,7 @@ class CompareScreen(Screen[None]):
                     compact=True,
                     classes="short",
                 )
-                yield Label("  Runs")
+                yield Label("Runs")
                 yield Input("1", id="compare-runs", type="integer", compact=True, classes="short")
         yield Static(
             Content.styled(

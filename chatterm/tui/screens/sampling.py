@@ -52,12 +52,12 @@ def reshape_summary(expl: Explanation) -> Content:
     shown_before = sum(r.prob for r in expl.rows)
     shown_after = sum(r.final_prob for r in expl.rows)
     return Content.assemble(
-        ("likeliest token ", "dim"),
-        f"{percent(top.prob).strip()} → ",
-        (percent(top.final_prob).strip(), "bold $accent"),
-        (f"   these {len(expl.rows)} candidates ", "dim"),
-        f"{percent(shown_before).strip()} → ",
-        (percent(shown_after).strip(), "bold $accent"),
+        ("the likeliest token: ", "dim"),
+        f"{percent(top.prob)} → ",
+        (percent(top.final_prob), "bold $accent"),
+        (f"   ·   these {len(expl.rows)} candidates: ", "dim"),
+        f"{percent(shown_before)} → ",
+        (percent(shown_after), "bold $accent"),
         (" of the probability", "dim"),
     )
 

@@ -24,7 +24,8 @@ def textual_colour(name: str | None) -> str:
 
 
 def bar(fraction: float, width: int) -> str:
-    """A horizontal bar ``width`` cells wide at full scale, in eighths of a cell."""
+    """A horizontal bar ``width`` cells wide at probability 1, in eighths of a cell: before and
+    after bars share the scale, so the reshaping shows as bars growing and shrinking."""
     fraction = min(max(fraction, 0.0), 1.0)
     eighths = round(fraction * width * 8)
     full, part = divmod(eighths, 8)
@@ -34,7 +35,7 @@ def bar(fraction: float, width: int) -> str:
 
 def percent(p: float) -> str:
     if p >= 0.0995:
-        return f"{100 * p:5.1f}%"
+        return f"{100 * p:.1f}%"
     if p >= 0.0000995:
         return f"{100 * p:.2f}%"
     return "<0.01%"
@@ -47,12 +48,12 @@ def stages_line(expl: Explanation) -> Content:
         if stage.active:
             parts += [
                 " → ",
-                (f"{stage.name} ", "bold"),
-                f"{stage.setting} ",
+                (stage.name, "bold"),
+                f" {stage.setting} keeps ",
                 (f"{stage.kept}", "$accent"),
             ]
     if expl.temperature > 0:
-        parts += [" → ", ("temperature ", "bold"), f"{expl.temperature:g}"]
+        parts += [" → ", ("temperature", "bold"), f" {expl.temperature:g}"]
     parts += [("  ·  ", "dim"), (f"{expl.survivors} can be sampled", "bold $accent")]
     return Content.assemble(*parts)
 
@@ -126,7 +127,6 @@ def chart_content(
     head += [(_stage_head(name, lay.stage), "dim") for name in order]
     head.append((f" {final_label}", "dim"))
     lines.append(Content.assemble(*head))
-    top = max((r.prob for r in expl.rows), default=0.0) or 1.0
     for row in expl.rows:
         removed = row.removed_by is not None
         colour = textual_colour(band_colour(row.prob))
@@ -135,7 +135,7 @@ def chart_content(
             ("▶" if row.token_id == chosen_id else " ", "bold $accent"),
             (f"{row.rank:>3} ", style),
             (f"{visible(row.piece, lay.piece):<{lay.piece}} ", "dim" if removed else "bold"),
-            (bar(row.prob / top, lay.bar), f"{colour} {style}".strip()),
+            (bar(row.prob, lay.bar), f"{colour} {style}".strip()),
             (f" {percent(row.prob):>6} ", style),
         ]
         for stage in expl.stages:
