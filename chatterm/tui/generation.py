@@ -31,6 +31,9 @@ from chatterm.tui.streaming import FLUSH_INTERVAL, TokenBatcher
 SAVE_INTERVAL = 1.0
 """Seconds between saves of a streaming reply's partial text."""
 
+PROGRESS_INTERVAL = 0.5
+"""Seconds between updates of the live tokens-per-second figure."""
+
 
 @dataclass
 class ReplyJob:
@@ -73,13 +76,18 @@ def stream_reply(
     """
     batcher = TokenBatcher(interval)
     started = time.monotonic()
+    progress_at = 0.0
     probs = ProbCollector(job.engine) if job.top_logprobs else None
 
     def flush() -> None:
+        nonlocal progress_at
         text, count = batcher.take()
         if count or text:
             post(TokensArrived(job.reply_id, text, count, probs.take() if probs else ()))
-            post(GenerationProgress(job.reply_id, batcher.total_tokens, time.monotonic() - started))
+            now = time.monotonic()
+            if now - progress_at >= PROGRESS_INTERVAL:  # a live figure needs no more
+                progress_at = now
+                post(GenerationProgress(job.reply_id, batcher.total_tokens, now - started))
 
     try:
         for event in job.engine.generate(

@@ -52,7 +52,7 @@ CHAT_BINDINGS = [
     Binding(
         "ctrl+g",
         "edit_last",
-        "Edit prompt",
+        "Edit",
         id="chat.edit_last",
         tooltip="Edit the last prompt and resend it (a new branch)",
     ),
@@ -61,6 +61,7 @@ CHAT_BINDINGS = [
         "toggle_conversations",
         "Chats",
         id="chat.toggle_conversations",
+        show=False,
         tooltip="Show or hide the conversation list",
     ),
     Binding(
@@ -68,6 +69,7 @@ CHAT_BINDINGS = [
         "toggle_panel",
         "Panel",
         id="chat.toggle_panel",
+        show=False,
         tooltip="Show or hide the settings panel",
     ),
     Binding(

@@ -3,8 +3,10 @@
 - :class:`TokenBatcher` coalesces tokens in the generation worker so the UI is touched about ten
   times a second instead of once per token (each touch costs the decode threads CPU time).
 - :class:`StreamSplitter` decides which part of a growing reply is safe to hand to the Markdown
-  widget. An open code fence is shown as plain text until it closes: Textual re-parses and
-  re-highlights the whole last block on every append, which is quadratic for a long fence.
+  widget: whole blocks only. The open block (an open code fence above all) is shown as plain,
+  lightly formatted text until it closes: Textual re-parses and re-highlights the whole last
+  block on every append, which is quadratic for a long fence, and every append re-lays out the
+  transcript, which on 2 cores takes CPU time from the decode threads.
 - :func:`code_blocks` finds the fenced code in a finished message, for copying.
 """
 
@@ -54,11 +56,14 @@ class TokenBatcher:
 
 
 class StreamSplitter:
-    """Splits a streaming reply into *settled* Markdown and an *open tail* shown as plain text.
+    """Splits a streaming reply into *settled* Markdown and the *open block*.
 
-    Feed fragments with :meth:`feed`; it returns the text that became safe to append to the
-    Markdown widget. The tail (:attr:`tail`) is an open code fence (from its opening line on) or a
-    last line that might still become one (it starts with a backtick or tilde).
+    A block is complete after a blank line outside a code fence, or after the line that closes
+    a fence. Feed fragments with :meth:`feed`; it returns the text of blocks that just
+    completed, to append to the Markdown widget (which then parses each block once). The open
+    block (:attr:`tail`) — the paragraph, list or fence still being written — is shown as
+    lightly formatted text until it completes, which costs a repaint of one small widget per
+    batch instead of a Markdown re-parse and a layout of the whole transcript.
     """
 
     def __init__(self) -> None:
@@ -66,7 +71,6 @@ class StreamSplitter:
         self.settled = 0  # text[:settled] was handed to the Markdown widget
         self._scan = 0  # start of the first line not classified yet
         self._fence: str | None = None  # the marker of the open fence, e.g. "```"
-        self._fence_start = 0
 
     @property
     def in_fence(self) -> bool:
@@ -80,22 +84,19 @@ class StreamSplitter:
         """Add ``fragment``; return the newly settled text (often empty)."""
         self.text += fragment
         text = self.text
+        boundary = self.settled
         while (newline := text.find("\n", self._scan)) >= 0:
             line = text[self._scan : newline]
+            end = newline + 1
             if self._fence is None:
-                match = _FENCE_OPEN.match(line)
-                # A backtick fence's info string may not contain backticks (CommonMark).
-                if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
-                    self._fence = match.group(1)
-                    self._fence_start = self._scan
-            elif _closes(line, self._fence):
+                if opens_fence(line):
+                    self._fence = opens_fence(line)
+                elif not line.strip():
+                    boundary = end
+            elif closes_fence(line, self._fence):
                 self._fence = None
-            self._scan = newline + 1
-        if self._fence is not None:
-            boundary = self._fence_start
-        else:
-            last_line = text[self._scan :].lstrip(" ")
-            boundary = self._scan if last_line[:1] in ("`", "~") else len(text)
+                boundary = end
+            self._scan = end
         if boundary <= self.settled:
             return ""
         out = text[self.settled : boundary]
@@ -103,7 +104,16 @@ class StreamSplitter:
         return out
 
 
-def _closes(line: str, fence: str) -> bool:
+def opens_fence(line: str) -> str | None:
+    """The fence marker if ``line`` opens a code fence (a backtick fence's info string may not
+    contain backticks, per CommonMark)."""
+    match = _FENCE_OPEN.match(line)
+    if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
+        return match.group(1)
+    return None
+
+
+def closes_fence(line: str, fence: str) -> bool:
     stripped = line.strip()
     return (
         len(line) - len(line.lstrip(" ")) <= 3
@@ -119,10 +129,9 @@ def code_blocks(text: str) -> list[str]:
     current: list[str] = []
     for line in text.splitlines():
         if fence is None:
-            match = _FENCE_OPEN.match(line)
-            if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
-                fence, current = match.group(1), []
-        elif _closes(line, fence):
+            if opens_fence(line):
+                fence, current = opens_fence(line), []
+        elif closes_fence(line, fence):
             blocks.append("\n".join(current))
             fence = None
         else:

@@ -57,12 +57,15 @@ def messages_rows() -> list[sqlite3.Row]:
     )
 
 
-async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Let the app run until ``predicate()`` holds (a condition, not a fixed sleep)."""
+async def wait_until(pilot: Any, predicate: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Let the app run until ``predicate()`` holds (a condition, not a fixed sleep). The
+    timeout is generous: on a loaded 2-core machine llama.cpp's spinning threads can slow a
+    reply down a lot, and a slow reply is not what these tests check."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
+            job = getattr(pilot.app.chat, "job", None)
+            raise AssertionError(f"timed out waiting for {predicate}; job={job!r}")
         await pilot.pause(0.02)
 
 

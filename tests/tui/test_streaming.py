@@ -37,41 +37,31 @@ def feed_all(splitter: StreamSplitter, pieces: list[str]) -> list[str]:
     return [splitter.feed(p) for p in pieces]
 
 
-def test_prose_is_settled_as_it_arrives():
+def test_a_paragraph_settles_when_a_blank_line_ends_it():
     splitter = StreamSplitter()
-    assert feed_all(splitter, ["Hello", " world", "\n\nMore"]) == ["Hello", " world", "\n\nMore"]
-    assert splitter.tail == ""
+    assert feed_all(splitter, ["Hello", " world", "\n", "\nMore"]) == [
+        "",
+        "",
+        "",
+        "Hello world\n\n",
+    ]
+    assert splitter.tail == "More"
 
 
 def test_an_open_code_fence_stays_in_the_tail_until_it_closes():
     splitter = StreamSplitter()
-    out = feed_all(splitter, ["Here:\n", "```py", "thon\n", "x = 1\n", "y = 2\n"])
-    assert "".join(out) == "Here:\n"
+    out = feed_all(splitter, ["Here:\n\n", "```py", "thon\n", "x = 1\n", "\n", "y = 2\n"])
+    assert "".join(out) == "Here:\n\n", "a blank line inside a fence ends nothing"
     assert splitter.in_fence
-    assert splitter.tail == "```python\nx = 1\ny = 2\n"
+    assert splitter.tail == "```python\nx = 1\n\ny = 2\n"
     closed = splitter.feed("```\n")
-    assert closed == "```python\nx = 1\ny = 2\n```\n"
+    assert closed == "```python\nx = 1\n\ny = 2\n```\n"
     assert splitter.tail == "" and not splitter.in_fence
-
-
-def test_a_line_that_may_become_a_fence_is_held_back():
-    splitter = StreamSplitter()
-    assert splitter.feed("Text\n`") == "Text\n"
-    assert splitter.tail == "`"
-    assert splitter.feed("``python\n") == ""
-    assert splitter.in_fence
-
-
-def test_a_held_back_line_is_released_when_it_is_not_a_fence():
-    splitter = StreamSplitter()
-    assert splitter.feed("`x` is") == ""
-    assert splitter.feed(" code\n") == "`x` is code\n"
-    assert splitter.tail == ""
 
 
 def test_inline_code_with_backticks_is_not_a_fence():
     splitter = StreamSplitter()
-    assert splitter.feed("``x`` is code\nnext") == "``x`` is code\nnext"
+    assert splitter.feed("``x`` is code\n\nnext") == "``x`` is code\n\n"
     assert not splitter.in_fence
 
 
@@ -79,11 +69,12 @@ def test_tilde_fence_closes_only_with_tildes():
     splitter = StreamSplitter()
     splitter.feed("~~~\ncode\n```\n")
     assert splitter.in_fence
-    assert splitter.feed("~~~~\nafter") == "~~~\ncode\n```\n~~~~\nafter"
+    assert splitter.feed("~~~~\nafter") == "~~~\ncode\n```\n~~~~\n"
+    assert splitter.tail == "after"
 
 
 def test_settled_plus_tail_is_always_the_whole_text():
-    text = "a\n```js\nlet x\n```\nb `c` d\n~~~\nz"
+    text = "a\n\n```js\nlet x\n\n```\nb `c` d\n\n~~~\nz"
     splitter = StreamSplitter()
     settled = ""
     for ch in text:
@@ -99,3 +90,19 @@ def test_code_blocks_finds_each_fenced_block():
 
 def test_code_blocks_none():
     assert code_blocks("just `inline` code") == []
+
+
+def test_open_block_formatting_applies_the_obvious_marks():
+    from chatterm.tui.widgets.open_block import open_block_content
+
+    content = open_block_content("# Title\nSome **bold**, *it* and `code`\n- item\n```py\nx = 1")
+    assert content.plain == "Title\nSome bold, it and code\n• item\n```py\nx = 1"
+    styled = {content.plain[s.start : s.end]: str(s.style) for s in content.spans}
+    assert styled["Title"] == "bold" and styled["bold"] == "bold" and styled["it"] == "italic"
+    assert styled["```py"] == "dim" and "x = 1" in styled
+
+
+def test_open_block_formatting_leaves_unclosed_marks_alone():
+    from chatterm.tui.widgets.open_block import open_block_content
+
+    assert open_block_content("a **half and `open").plain == "a **half and `open"

@@ -84,7 +84,7 @@ async def test_stream_comes_in_batches_and_partial_text_is_saved(make, fake, see
         partial = messages_rows()[1]
         assert partial["status"] == "streaming"
         assert partial["content"] and LONG.startswith(partial["content"])
-        await wait_until(pilot, lambda: app.chat.job is None, timeout=60)
+        await wait_until(pilot, lambda: app.chat.job is None)
         await settle(pilot)
     batches = seen.of(TokensArrived)
     assert 3 <= len(batches) < 400, "tokens are coalesced, not posted one by one"
@@ -188,3 +188,37 @@ async def test_history_includes_earlier_turns(make, fake):
         await send(pilot, "second")
     sent = [(m.role, m.content) for m in fake.calls[-1].messages]
     assert sent == [("user", "first"), ("assistant", "One."), ("user", "second")]
+
+
+async def test_an_open_code_fence_streams_as_plain_text_and_renders_once_at_the_end(
+    make, fake, seen
+):
+    from textual.widgets import Markdown
+    from textual.widgets._markdown import MarkdownFence
+
+    from chatterm.tui.widgets.open_block import OpenBlock
+
+    code = "\n".join(f"x{i} = {i}" for i in range(60))
+    fake.delay = 0.005
+    fake.enqueue(f"Intro.\n\n```python\n{code}\n```\n\nOutro.")
+    app = make()
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        app.chat.prompt.text = "code please"
+        await pilot.press("enter")
+        view = None
+
+        def fence_is_open() -> bool:
+            nonlocal view
+            views = list(app.chat.transcript.query(AssistantMessage))
+            view = views[-1] if views else None
+            return view is not None and view.text.count("\n") > 40
+
+        await wait_until(pilot, fence_is_open)
+        block = view.query_one(OpenBlock)
+        assert block.display and list(block.query(".frozen")), "full chunks are frozen"
+        assert not list(view.query(MarkdownFence)), "the open fence is not parsed as Markdown"
+        await wait_until(pilot, lambda: app.chat.job is None)
+        await settle(pilot)
+        assert not view.query_one(OpenBlock).display
+        (fence,) = view.query_one(Markdown).query(MarkdownFence)
+        assert fence.code == code

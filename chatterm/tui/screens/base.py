@@ -36,7 +36,17 @@ UNSET: Any = object()
 
 
 class ChatBase(Screen[None]):
-    """Conversation list | transcript and input | settings panel, and the state behind them."""
+    """Conversation list | transcript and input | settings panel, and the state behind them.
+
+    Below 120 columns the conversation list starts hidden, below 90 the settings panel too, so
+    the transcript keeps a readable width; ctrl+b and ctrl+t still show them.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [
+        (0, "-narrow"),
+        (90, "-medium"),
+        (120, "-wide"),
+    ]
 
     transcript = getters.query_one(Transcript)
     prompt = getters.query_one(PromptInput)

@@ -107,9 +107,9 @@ class ConversationsScreen(ChatBase):
         path = self.store.active_path(conversation.id)
         positions = self.store.branch_positions(conversation.id)
         await self.transcript.show([entry_for(m, positions) for m in path])
-        self.conversations.set_items(self.conversations.items, conversation.id)
         self.refresh_conversations()
-        self.measure_context()
+        # Tokenizing a long history is work; let the transcript paint first.
+        self.call_after_refresh(self.measure_context)
 
     async def action_new_chat(self) -> None:
         """A fresh conversation with the starting persona; saved when the first prompt is."""

@@ -19,6 +19,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownFence, MarkdownStream
 
 from chatterm.tui.streaming import StreamSplitter, code_blocks
+from chatterm.tui.widgets.open_block import OpenBlock
 
 STATUS_LABELS = {
     "streaming": "streaming…",
@@ -166,7 +167,9 @@ class AssistantMessage(MessageView):
         yield Static(self.header_content(), classes="header")
         streaming = self.entry.status in ("streaming", "waiting")
         yield Markdown("" if streaming else self.entry.content, classes="body")
-        yield Static("", classes="tail", markup=False)
+        block = OpenBlock(classes="tail")
+        block.display = False
+        yield block
 
     @property
     def streaming(self) -> bool:
@@ -179,17 +182,18 @@ class AssistantMessage(MessageView):
         self.entry.content = ""
 
     async def append(self, text: str) -> None:
-        """Add a batch of generated text."""
+        """Add a batch of generated text: completed blocks go to the Markdown widget (parsed
+        once each), the open block to the cheap :class:`OpenBlock` below it."""
         splitter = self._splitter
         if splitter is None or self._stream is None:
             return
         settled = splitter.feed(text)
         self.entry.content = splitter.text
+        open_block = self.query_one(OpenBlock)
         if settled:
             await self._stream.write(settled)
-        tail = self.query_one(".tail", Static)
-        tail.update(splitter.tail)
-        tail.display = bool(splitter.tail)
+            open_block.clear()
+        open_block.show(splitter.tail)
 
     async def finish(self, status: str, finish_reason: str | None = None) -> None:
         """End the stream: one full Markdown parse of the reply, the tail cleared."""
@@ -199,9 +203,7 @@ class AssistantMessage(MessageView):
         self._splitter = None
         self.entry.status = status
         self.entry.finish_reason = finish_reason
-        tail = self.query_one(".tail", Static)
-        tail.update("")
-        tail.display = False
+        self.query_one(OpenBlock).clear()
         await self.query_one(Markdown).update(self.entry.content)
         self.refresh_header()
 

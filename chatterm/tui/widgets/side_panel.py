@@ -12,7 +12,7 @@ from chatterm.engine.events import Stats
 from chatterm.sampling import SamplingSettings
 from chatterm.tui.widgets.sampling_panel import SamplingPanel
 
-BAR_WIDTH = 30
+BAR_WIDTH = 28
 
 
 class ContextMeter(Static):
@@ -91,8 +91,10 @@ class ReplyStats(Static):
 
     def show_progress(self, tokens: int, elapsed: float) -> None:
         rate = tokens / elapsed if elapsed > 0 else 0.0
+        # The panel keeps its size (five lines): repaint only, no layout of the screen.
         self.update(
-            Content.assemble(("streaming ", "dim"), f"{tokens} tok · {rate:.1f} tok/s", "\n")
+            Content.assemble(("streaming ", "dim"), f"{tokens} tok · {rate:.1f} tok/s"),
+            layout=False,
         )
 
 

@@ -1,7 +1,8 @@
 """The scrolling transcript of the current branch of a conversation.
 
-Only the last :attr:`Transcript.PAGE` messages are mounted: a Markdown widget costs a parse and a
-layout, so opening a 500-message conversation would otherwise take seconds. Older messages are
+Only the last page of messages is mounted: about two screens' worth, estimated from the text
+(at most :attr:`Transcript.PAGE` messages). A Markdown message costs a parse and a dozen block
+widgets, so mounting a whole 500-message conversation would take seconds. Older messages are
 mounted a page at a time when the user scrolls to the top (or activates the "earlier messages"
 line). The container uses ``layout: stream`` and stays anchored to the bottom while a reply
 streams, unless the user scrolls up.
@@ -12,10 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from textual import events
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from chatterm.tui.widgets.message_view import AssistantMessage, Entry, MessageView, UserMessage
+
+EMPTY_HINT = (
+    "Type a message below and press Enter.\nF1 lists every key and ctrl+p finds any action."
+)
 
 
 class OlderMessages(Static):
@@ -32,6 +38,10 @@ class Transcript(VerticalScroll, can_focus=False):
     """Message widgets of one branch, oldest first."""
 
     PAGE = 40
+    """The most messages mounted at once (opening, or loading older ones)."""
+    MIN_PAGE = 4
+    SCREENS = 2
+    """How many screen heights of text a page should fill."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -43,16 +53,20 @@ class Transcript(VerticalScroll, can_focus=False):
     def make_view(entry: Entry) -> MessageView:
         return UserMessage(entry) if entry.role == "user" else AssistantMessage(entry)
 
+    def compose(self) -> ComposeResult:
+        yield self._older_line()
+        yield self._empty_line()
+
     def on_mount(self) -> None:
         self.anchor()
 
     async def show(self, entries: Sequence[Entry]) -> None:
         """Replace everything with ``entries`` (mounting only the last page)."""
         self.entries = list(entries)
-        self.mounted_from = max(0, len(self.entries) - self.PAGE)
+        self.mounted_from = self.page_start(len(self.entries))
         with self.app.batch_update():
             await self.remove_children()
-            widgets: list[Static | MessageView] = [self._older_line()]
+            widgets: list[Static | MessageView] = [self._older_line(), self._empty_line()]
             widgets.extend(self.make_view(e) for e in self.entries[self.mounted_from :])
             await self.mount_all(widgets)
         self.anchor()
@@ -72,9 +86,26 @@ class Transcript(VerticalScroll, can_focus=False):
         """Append one message at the bottom and return its widget."""
         self.entries.append(entry)
         view = self.make_view(entry)
+        for empty in self.query_children("#empty"):
+            empty.display = False
         await self.mount(view)
         self.anchor()
         return view
+
+    def page_start(self, end: int) -> int:
+        """Where a page ending before ``end`` starts: enough messages to fill about
+        :attr:`SCREENS` screens (from a rough line count), between ``MIN_PAGE`` and ``PAGE``."""
+        width = max(20, (self.size.width or self.app.size.width) - 6)
+        wanted = self.SCREENS * max(10, self.size.height or self.app.size.height)
+        rows = 0
+        start = end
+        while start > 0 and end - start < self.PAGE:
+            if end - start >= self.MIN_PAGE and rows >= wanted:
+                break
+            start -= 1
+            lines = self.entries[start].content.split("\n")
+            rows += 3 + sum(1 + len(line) // width for line in lines)
+        return start
 
     def view_for(self, message_id: int) -> MessageView | None:
         for view in self.query_children(MessageView):
@@ -97,6 +128,11 @@ class Transcript(VerticalScroll, can_focus=False):
         line.display = self.mounted_from > 0
         return line
 
+    def _empty_line(self) -> Static:
+        line = Static(EMPTY_HINT, id="empty")
+        line.display = not self.entries
+        return line
+
     def _older_text(self) -> str:
         n = self.mounted_from
         return f"▲ {n} earlier message{'s' if n != 1 else ''}: scroll up or click to load"
@@ -108,12 +144,12 @@ class Transcript(VerticalScroll, can_focus=False):
             return 0
         self._loading_older = True
         try:
-            start = max(0, self.mounted_from - self.PAGE)
+            start = self.page_start(self.mounted_from)
             views = [self.make_view(e) for e in self.entries[start : self.mounted_from]]
             before_height = self.virtual_size.height
             before_y = self.scroll_y
             older = self.query_one("#older", OlderMessages)
-            await self.mount_all(views, after=older)
+            await self.mount_all(views, after=self.query_one("#empty"))
             self.mounted_from = start
             older.update(self._older_text())
             older.display = start > 0
