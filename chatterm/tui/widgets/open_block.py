@@ -126,7 +126,7 @@ class OpenBlock(Vertical):
             self._live_rows = 0
         content, _ = format_lines(lines[self._frozen_lines :], self._fence)
         width = live.content_region.width or max(10, self.size.width)
-        needed = content.get_height(live.styles, width)
+        needed = content.get_height(live.styles, width)  # type: ignore[arg-type]
         rows = self._live_rows
         if needed > rows or needed < rows - self.STEP:
             rows = -(-needed // self.STEP) * self.STEP
