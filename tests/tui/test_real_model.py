@@ -1,0 +1,99 @@
+"""The key behaviours once more on the real SmolLM2 model: send, stream, stop, regenerate and
+branch. Greedy decoding (temperature 0, set through config.toml as a user would) keeps the text
+deterministic; replies are short to keep the suite fast."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chatterm import paths
+from chatterm.tui.messages import PromptEvaluated, ReplyFinished, TokensArrived
+from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
+
+from .helpers import messages_rows, send, settle, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def greedy(chatterm_home):
+    config = paths.config_file()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[sampling]\ntemperature = 0\nmax_tokens = 24\nseed = 1\n", encoding="utf-8")
+
+
+async def test_send_and_stream_on_the_real_model(make, real_engine, greedy, seen):
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await send(pilot, "Count from 1 to 10, separated by commas.")
+        view = list(app.chat.transcript.query(AssistantMessage))[-1]
+        assert "3, 4, 5" in view.text
+    assert seen.names(PromptEvaluated, TokensArrived, ReplyFinished) == [
+        "PromptEvaluated",
+        "TokensArrived",
+        "ReplyFinished",
+    ]
+    batches = seen.of(TokensArrived)
+    finished = seen.of(ReplyFinished)[0].finished
+    user, reply = messages_rows()
+    assert "".join(b.text for b in batches) == reply["content"] == view.text
+    assert sum(b.tokens for b in batches) >= finished.stats.generated_tokens > 0
+    assert reply["status"] == "complete" and reply["parent_id"] == user["id"]
+    stats = json.loads(reply["stats"])
+    assert stats["generated_tokens"] == finished.stats.generated_tokens
+    assert json.loads(reply["sampling"])["temperature"] == 0
+
+
+async def test_escape_stops_the_real_model_mid_reply(make, real_engine, greedy, seen):
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        app.chat.settings = app.chat.settings.replace(max_tokens=400)
+        app.chat.prompt.text = "Write a long story about a dragon who learns to fly."
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen.of(TokensArrived))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.chat.job is None)
+        await settle(pilot)
+    finished = seen.of(ReplyFinished)[0].finished
+    assert finished.reason == "cancelled"
+    assert 0 < finished.stats.generated_tokens < 400
+    reply = messages_rows()[1]
+    assert reply["status"] == "stopped" and reply["content"]
+
+
+async def test_regenerate_on_the_real_model_makes_a_sibling(make, real_engine, greedy):
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Name three fruits.")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.chat.job is None and len(messages_rows()) == 3)
+        await settle(pilot)
+        view = list(app.chat.transcript.query(AssistantMessage))[-1]
+        assert (view.entry.branch_index, view.entry.branch_total) == (1, 2)
+    user, first, second = messages_rows()
+    assert first["parent_id"] == second["parent_id"] == user["id"]
+    assert first["content"] == second["content"], "greedy decoding repeats itself exactly"
+    assert second["status"] == "complete"
+
+
+async def test_edit_and_resend_branches_on_the_real_model(make, real_engine, greedy):
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Count from 1 to 10, separated by commas.")
+        original = list(app.chat.transcript.query(AssistantMessage))[-1].text
+        list(app.chat.transcript.query(UserMessage))[-1].focus()
+        await pilot.press("e")
+        app.chat.prompt.text = "Count from 20 to 30, separated by commas."
+        app.chat.prompt.focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat.job is None and len(messages_rows()) == 4)
+        await settle(pilot)
+        edited = list(app.chat.transcript.query(AssistantMessage))[-1].text
+        assert "23, 24" in edited and "3, 4, 5" in original
+        list(app.chat.transcript.query(UserMessage))[-1].focus()
+        await pilot.press("left")
+        await settle(pilot)
+        texts = [v.text for v in app.chat.transcript.query(MessageView)]
+        assert texts == ["Count from 1 to 10, separated by commas.", original]
