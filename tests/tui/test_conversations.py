@@ -196,3 +196,33 @@ async def test_settings_saved_per_conversation(make, fake):
         await pilot.pause()
     (row,) = db_rows("SELECT sampling FROM conversations")
     assert json.loads(row["sampling"])["max_tokens"] == 64
+
+
+async def test_a_reply_keeps_streaming_while_another_conversation_is_open(make, fake, seen):
+    from chatterm.tui.messages import TokensArrived
+
+    long_reply = " ".join(f"w{i}" for i in range(150))
+    fake.delay = 0.02
+    fake.enqueue("short", long_reply)
+    app = make()
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await send(pilot, "other topic")
+        other = app.chat.conversation.id
+        await pilot.press("ctrl+n")
+        app.chat.prompt.text = "tell me a lot"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen.of(TokensArrived))
+        streaming = app.chat.conversation.id
+        await app.chat.open_conversation(other)
+        await settle(pilot)
+        assert [v.text for v in app.chat.transcript.query(MessageView)] == ["other topic", "short"]
+        await app.chat.open_conversation(streaming)
+        assert app.chat.job is not None, "the reply is still streaming when we come back"
+        await wait_until(pilot, lambda: app.chat.job is None)
+        await settle(pilot)
+        assert list(app.chat.transcript.query(AssistantMessage))[-1].text == long_reply
+    rows = db_rows("SELECT content, status FROM messages WHERE role = 'assistant' ORDER BY id")
+    assert [(r["content"], r["status"]) for r in rows] == [
+        ("short", "complete"),
+        (long_reply, "complete"),
+    ]

@@ -262,10 +262,10 @@ class ChatScreen(LabChat):
         if isinstance(view, AssistantMessage):
             await view.finish(status, reason)
         self.job = None
-        if self.conversation is not None and self.engine is not None:
-            self.conversation = self.store.update_conversation(
-                self.conversation.id, model=self.engine.name
-            )
+        # The reply's conversation, which may no longer be the one on screen.
+        updated = self.store.update_conversation(job.conversation_id, model=job.engine.name)
+        if self.conversation is not None and self.conversation.id == updated.id:
+            self.conversation = updated
         self.refresh_conversations()
         self.measure_context()
         if self.pending is not None:
