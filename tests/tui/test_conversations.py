@@ -201,7 +201,7 @@ async def test_settings_saved_per_conversation(make, fake):
 async def test_a_reply_keeps_streaming_while_another_conversation_is_open(make, fake, seen):
     from chatterm.tui.messages import TokensArrived
 
-    long_reply = " ".join(f"w{i}" for i in range(150))
+    long_reply = " ".join(f"w{i}" for i in range(300))
     fake.delay = 0.02
     fake.enqueue("short", long_reply)
     app = make()
