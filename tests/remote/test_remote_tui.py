@@ -1,0 +1,32 @@
+"""The chat app driving a model on a real OpenAI-compatible server, as it drives a local one."""
+
+from __future__ import annotations
+
+from chatterm import paths
+from chatterm.services import EngineOptions
+from chatterm.tui.factory import make_app, make_services
+from chatterm.tui.messages import ModelLoaded, ReplyFinished
+from tests.remote.conftest import MODEL
+from tests.tui.helpers import Seen, messages_rows, send, wait_until
+
+
+async def test_chat_app_talks_to_a_remote_model(remote_home, key_env):
+    config = paths.config_file()
+    config.write_text(
+        config.read_text() + "\n[sampling]\ntemperature = 0\nmax_tokens = 12\nseed = 1\n"
+    )
+    seen = Seen()
+    services = make_services(EngineOptions(model=f"local/{MODEL}"))
+    app = make_app(services)
+    try:
+        async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+            await wait_until(pilot, lambda: seen.of(ModelLoaded))
+            await send(pilot, "What is the capital of France?")
+    finally:
+        services.store.close()
+    finished = seen.of(ReplyFinished)[0].finished
+    assert finished.reason in ("stop", "length") and finished.error is None
+    user, reply = messages_rows()
+    assert user["content"] == "What is the capital of France?"
+    assert reply["status"] == "complete" and reply["content"].strip()
+    assert reply["model"] == f"local/{MODEL}"
