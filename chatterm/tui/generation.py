@@ -54,6 +54,7 @@ class ReplyJob:
     parts: list[str] = field(default_factory=list)
     last_save: float = field(default_factory=time.monotonic)
     saved_final: bool = False
+    save_failed: bool = False  # a partial save failed (reported once)
     top_logprobs: int = 0  # candidates per token asked of the engine (0: probabilities off)
     probs: list[dict[str, Any]] = field(default_factory=list)  # their records, UI side
 

@@ -149,3 +149,18 @@ async def test_sending_with_no_model_keeps_the_text(make):
         await pilot.pause()
         assert app.chat.prompt.text == "anyone there?"
     assert messages_rows() == []
+
+
+async def test_a_failing_history_database_is_a_notification_and_keeps_the_text(make):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.store.close()  # every store call now fails as a broken database would
+        app.chat.prompt.text = "do not lose me"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.is_running
+        assert app.chat.prompt.text == "do not lose me"
+        assert any("history database" in n for n in notifications(app))
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.is_running

@@ -5,8 +5,11 @@ model loading. ``ConversationsScreen`` adds the conversation list and pickers on
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from textual import getters, on, work
 from textual.app import ComposeResult
@@ -33,6 +36,35 @@ from chatterm.tui.widgets.transcript import Transcript
 
 UNSET: Any = object()
 """``retry_parent`` when the next prompt simply follows the current branch."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(method: F) -> F:
+    """A handler whose ``ChattermError`` (a locked or broken history file, an unknown id…)
+    becomes a notification instead of ending the app."""
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def run_async(self: ChatBase, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except ChattermError as exc:
+                self.report(exc)
+                return None
+
+        return run_async  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def run(self: ChatBase, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ChattermError as exc:
+            self.report(exc)
+            return None
+
+    return run  # type: ignore[return-value]
 
 
 class ChatBase(Screen[None]):
@@ -137,6 +169,9 @@ class ChatBase(Screen[None]):
         self.editing = None
         self.query_one("#edit-banner").display = False
 
+    def report(self, error: ChattermError | str, title: str = "Something went wrong") -> None:
+        self.notify(str(error), title=title, severity="error", markup=False, timeout=10)
+
     async def send(self, text: str) -> None:
         """Send ``text`` as the next prompt (``ChatScreen`` implements the turn)."""
         raise NotImplementedError
@@ -144,6 +179,7 @@ class ChatBase(Screen[None]):
     # -- settings --------------------------------------------------------------------------
 
     @on(SamplingPanel.Changed)
+    @reports_errors
     def _sampling_changed(self, event: SamplingPanel.Changed) -> None:
         self.settings = event.settings
         if self.conversation is not None:
@@ -154,6 +190,7 @@ class ChatBase(Screen[None]):
             self.measure_context()
 
     @on(SamplingPanel.ResetRequested)
+    @reports_errors
     def _sampling_reset(self, event: SamplingPanel.ResetRequested) -> None:
         self.apply_settings(self.services.default_settings(self.persona))
         label = f"persona {self.persona.name!r}" if self.persona else "the defaults"
@@ -244,6 +281,7 @@ class ChatBase(Screen[None]):
         self.post_message(ModelLoaded(engine, options, time.monotonic() - started))
 
     @on(ModelLoaded)
+    @reports_errors
     async def _model_loaded(self, message: ModelLoaded) -> None:
         previous = self.engine
         self.engine = message.engine

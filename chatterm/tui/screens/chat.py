@@ -21,6 +21,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from chatterm.engine.base import Engine
+from chatterm.errors import ChattermError
 from chatterm.sampling import SamplingSettings
 from chatterm.store import Conversation, Message, model_fingerprint, status_for
 from chatterm.tui import generation, keys
@@ -36,7 +37,7 @@ from chatterm.tui.messages import (
     ReplyFinished,
     TokensArrived,
 )
-from chatterm.tui.screens.base import UNSET
+from chatterm.tui.screens.base import UNSET, reports_errors
 from chatterm.tui.screens.conversations import entry_for
 from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
 from chatterm.tui.widgets.prompt_input import PromptInput
@@ -50,6 +51,7 @@ class ChatScreen(LabChat):
     def __init__(self, services: ChatServices) -> None:
         super().__init__(services)
 
+    @reports_errors
     async def on_mount(self) -> None:
         self.query_one("#edit-banner").display = False
         self.panel.show_persona(*self._persona_label())
@@ -77,9 +79,14 @@ class ChatScreen(LabChat):
                 self.notify("The model is loading; your message is sent when it is ready")
             else:
                 self.prompt.restore(text)
-                self.notify("No model is loaded: pick one with ctrl+o", severity="error")
+                self.notify("No model is loaded: pick one from the model list", severity="error")
             return
-        await self.send(text)
+        try:
+            await self.send(text)
+        except ChattermError as exc:
+            # Nothing typed is lost: whatever failed, the text goes back into the input.
+            self.prompt.restore(text)
+            self.report(exc, title="Not sent")
 
     def ensure_conversation(self) -> Conversation:
         if self.conversation is None:
@@ -206,7 +213,12 @@ class ChatScreen(LabChat):
         now = time.monotonic()
         if now - job.last_save >= generation.SAVE_INTERVAL:
             job.last_save = now
-            self.store.update_partial(job.reply_id, job.text)
+            try:
+                self.store.update_partial(job.reply_id, job.text)
+            except ChattermError as exc:
+                if not job.save_failed:  # say it once; the reply keeps streaming
+                    job.save_failed = True
+                    self.report(exc, title="Saving the reply failed")
 
     @on(GenerationProgress)
     def _progress(self, message: GenerationProgress) -> None:
@@ -214,6 +226,7 @@ class ChatScreen(LabChat):
             self.reply_stats.show_progress(message.tokens, message.elapsed)
 
     @on(ReplyFinished)
+    @reports_errors
     async def _finished(self, message: ReplyFinished) -> None:
         job = self._job_for(message.reply_id)
         if job is None:
@@ -227,6 +240,7 @@ class ChatScreen(LabChat):
             self.notify(finished.error, title="Generation failed", severity="error", markup=False)
 
     @on(ReplyFailed)
+    @reports_errors
     async def _failed(self, message: ReplyFailed) -> None:
         job = self._job_for(message.reply_id)
         if job is not None:
@@ -247,14 +261,17 @@ class ChatScreen(LabChat):
     def _save_final(
         self, job: ReplyJob, status: str, reason: str, stats: dict[str, Any] | None
     ) -> None:
-        self.store.finish_assistant_message(
-            job.reply_id,
-            job.text,
-            status=status,
-            stats=stats,
-            finish_reason=reason,
-            logprobs=self.lab_logprobs(job),
-        )
+        try:
+            self.store.finish_assistant_message(
+                job.reply_id,
+                job.text,
+                status=status,
+                stats=stats,
+                finish_reason=reason,
+                logprobs=self.lab_logprobs(job),
+            )
+        except ChattermError as exc:
+            self.report(exc, title="Saving the reply failed")
         job.saved_final = True
 
     async def _end_job(self, job: ReplyJob, status: str, reason: str) -> None:
@@ -262,17 +279,21 @@ class ChatScreen(LabChat):
         if isinstance(view, AssistantMessage):
             await view.finish(status, reason)
         self.job = None
-        # The reply's conversation, which may no longer be the one on screen.
-        updated = self.store.update_conversation(job.conversation_id, model=job.engine.name)
-        if self.conversation is not None and self.conversation.id == updated.id:
-            self.conversation = updated
-        self.refresh_conversations()
+        try:
+            # The reply's conversation, which may no longer be the one on screen.
+            updated = self.store.update_conversation(job.conversation_id, model=job.engine.name)
+            if self.conversation is not None and self.conversation.id == updated.id:
+                self.conversation = updated
+            self.refresh_conversations()
+        except ChattermError as exc:
+            self.report(exc)
         self.measure_context()
         if self.pending is not None:
             text, self.pending = self.pending, None
             await self.send(text)
 
     @on(Worker.StateChanged)
+    @reports_errors
     async def _worker_changed(self, event: Worker.StateChanged) -> None:
         """Unexpected failures of any worker end here as a notification, never a crash."""
         worker = event.worker
@@ -320,9 +341,11 @@ class ChatScreen(LabChat):
         await self.regenerate(last.id)
 
     @on(AssistantMessage.RegenerateRequested)
+    @reports_errors
     async def _regenerate_requested(self, event: AssistantMessage.RegenerateRequested) -> None:
         await self.regenerate(event.view.message_id)
 
+    @reports_errors
     async def regenerate(self, message_id: int) -> None:
         """A new reply beside ``message_id`` (same prompt, current settings): a sibling."""
         if self._busy() or self.conversation is None:
@@ -366,12 +389,14 @@ class ChatScreen(LabChat):
         self.prompt.focus()
 
     @on(MessageView.BranchRequested)
+    @reports_errors
     async def _branch_requested(self, event: MessageView.BranchRequested) -> None:
         if self.job is not None:
             self.notify("Wait for the reply or stop it with Esc first", severity="warning")
             return
         await self.switch_branch(event.view.message_id, event.step)
 
+    @reports_errors
     async def switch_branch(self, message_id: int, step: int) -> None:
         """Show the previous/next sibling of ``message_id`` and the branch below it."""
         if self.conversation is None:

@@ -12,7 +12,7 @@ from chatterm.errors import ChattermError
 from chatterm.prompts import PromptFile
 from chatterm.services import EngineOptions
 from chatterm.store import Message, NotFoundError
-from chatterm.tui.screens.base import UNSET, ChatBase
+from chatterm.tui.screens.base import UNSET, ChatBase, reports_errors
 from chatterm.tui.screens.dialogs import ConfirmScreen, TextPromptScreen
 from chatterm.tui.screens.picker import PickerScreen, PickItem
 from chatterm.tui.widgets.conversation_list import ConversationItem, ConversationList
@@ -77,14 +77,17 @@ class ConversationsScreen(ChatBase):
         return [p for chunk in reversed(chunks) for p in chunk][-limit:]
 
     @on(ConversationList.SearchChanged)
+    @reports_errors
     def _search_changed(self, event: ConversationList.SearchChanged) -> None:
         self.refresh_conversations()
 
     @on(ConversationList.Selected)
+    @reports_errors
     async def _conversation_selected(self, event: ConversationList.Selected) -> None:
         await self.open_conversation(event.conversation_id)
         self.prompt.focus()
 
+    @reports_errors
     async def open_conversation(self, conversation_id: str) -> None:
         """Show a saved conversation: its active branch, persona and settings."""
         if self.editing is not None:
@@ -111,6 +114,7 @@ class ConversationsScreen(ChatBase):
         # Tokenizing a long history is work; let the transcript paint first.
         self.call_after_refresh(self.measure_context)
 
+    @reports_errors
     async def action_new_chat(self) -> None:
         """A fresh conversation with the starting persona; saved when the first prompt is."""
         if self.editing is not None:
@@ -129,6 +133,7 @@ class ConversationsScreen(ChatBase):
     def _rename_requested(self, event: ConversationList.RenameRequested) -> None:
         self.rename_conversation(event.conversation_id)
 
+    @reports_errors
     def rename_conversation(self, conversation_id: str) -> None:
         try:
             conversation = self.store.get_conversation(conversation_id)
@@ -153,6 +158,7 @@ class ConversationsScreen(ChatBase):
     def _delete_requested(self, event: ConversationList.DeleteRequested) -> None:
         self.delete_conversation(event.conversation_id)
 
+    @reports_errors
     def delete_conversation(self, conversation_id: str) -> None:
         try:
             conversation = self.store.get_conversation(conversation_id)
@@ -165,7 +171,11 @@ class ConversationsScreen(ChatBase):
         async def done(yes: bool | None) -> None:
             if not yes:
                 return
-            self.store.delete(conversation.id)
+            try:
+                self.store.delete(conversation.id)
+            except ChattermError as exc:
+                self.report(exc)
+                return
             self.notify(f"Deleted {conversation.title or 'the conversation'!r}", markup=False)
             if self.conversation is not None and self.conversation.id == conversation.id:
                 await self.action_new_chat()
@@ -262,6 +272,7 @@ class ConversationsScreen(ChatBase):
 
         self.app.push_screen(PickerScreen("Persona", items, picker_id="persona-picker"), done)
 
+    @reports_errors
     def set_persona(self, persona: PromptFile | None) -> None:
         """Use ``persona``'s system prompt and default settings from the next reply on."""
         self.persona = persona
@@ -313,6 +324,7 @@ class ConversationsScreen(ChatBase):
         self.prompt.move_cursor(self.prompt.document.end)
         self.prompt.focus()
 
+    @reports_errors
     async def palette_action(self, name: str) -> None:
         """Actions offered only in the command palette (they have no key)."""
         if name == "reset":
