@@ -197,6 +197,28 @@ async def test_compare_streams_each_variant_into_a_column_and_saves_an_experimen
     assert messages_rows() == [], "a comparison is not part of the conversation"
 
 
+async def test_compare_variants_change_persona_and_template(make, fake):
+    app = make()
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.chat.prompt.text = "Why is the sky blue?"
+        await pilot.press("f8")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one(
+            "#compare-variants"
+        ).value = "temperature=0 | persona=teacher | template=eli5"
+        screen.query_one("#compare-prompt").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.experiment is not None)
+    plain, teacher, eli5 = fake.calls
+    assert [m.role for m in plain.messages] == ["user"]
+    assert teacher.messages[0].role == "system" and teacher.messages[-1].content == (
+        "Why is the sky blue?"
+    )
+    assert eli5.messages[-1].content != "Why is the sky blue?", "the template wraps the input"
+    assert "Why is the sky blue?" in eli5.messages[-1].content
+
+
 async def test_compare_reports_a_bad_variant_without_running(make, fake):
     app = make()
     async with app.run_test(size=(140, 40)) as pilot:
