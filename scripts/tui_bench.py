@@ -12,6 +12,7 @@ Usage::
 
     python scripts/tui_bench.py                 # 3 runs each, 512 tokens
     python scripts/tui_bench.py --runs 5 --tokens 768 --json
+    python scripts/tui_bench.py --intervals 0.1,0.25   # what batching more often costs
 
 Each run uses a throwaway CHATTERM_HOME. On a 2-core machine, close other work first: the
 decode threads and the UI compete for the same cores, which is what this measures.
@@ -55,9 +56,10 @@ def run_ask(tokens: int, home: str) -> dict[str, Any]:
     return {"decode_tps": data["stats"]["decode_tps"], "tokens": data["stats"]["generated_tokens"]}
 
 
-def run_child(kind: str, tokens: int, home: str) -> dict[str, Any]:
+def run_child(kind: str, tokens: int, home: str, interval: float | None = None) -> dict[str, Any]:
+    extra = ["--interval", str(interval)] if interval is not None else []
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--tokens", str(tokens)],
+        [sys.executable, __file__, "--child", kind, "--tokens", str(tokens), *extra],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -70,9 +72,13 @@ def run_child(kind: str, tokens: int, home: str) -> dict[str, Any]:
 # -- children (run in a fresh process with CHATTERM_HOME set) --------------------------------
 
 
-async def tui_decode(tokens: int) -> dict[str, Any]:
+async def tui_decode(tokens: int, interval: float | None) -> dict[str, Any]:
     """Send the prompt in the headless app and read the saved reply's stats."""
     from chatterm.sampling import SamplingSettings
+    from chatterm.tui import streaming
+
+    if interval is not None:
+        streaming.FLUSH_INTERVAL = interval
     from chatterm.services import EngineOptions, load_engine
     from chatterm.tui.factory import make_app, make_services
 
@@ -157,51 +163,72 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
     parser.add_argument("--tokens", type=int, default=512, help="reply length (default 512)")
+    parser.add_argument(
+        "--intervals",
+        default="",
+        help="comma-separated token batch intervals (seconds) to compare, e.g. 0.1,0.25 "
+        "(default: the app's own)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", choices=["tui", "open"], help=argparse.SUPPRESS)
+    parser.add_argument("--interval", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child == "tui":
-        print(json.dumps(asyncio.run(tui_decode(args.tokens))))
+        print(json.dumps(asyncio.run(tui_decode(args.tokens, args.interval))))
         return
     if args.child == "open":
         print(json.dumps(asyncio.run(open_conversation())))
         return
 
+    from chatterm.tui.streaming import FLUSH_INTERVAL
+
+    intervals = [float(x) for x in args.intervals.split(",") if x.strip()] or [FLUSH_INTERVAL]
     ask_runs: list[dict[str, Any]] = []
-    tui_runs: list[dict[str, Any]] = []
+    tui_runs: dict[float, list[dict[str, Any]]] = {i: [] for i in intervals}
     with tempfile.TemporaryDirectory(prefix="chatterm-tui-bench-") as home:
         run_ask(16, home)  # warm the page cache with the model file
         for i in range(args.runs):
             ask_runs.append(run_ask(args.tokens, home))
-            tui_runs.append(run_child("tui", args.tokens, home))
+            line = f"run {i + 1}: ask {ask_runs[-1]['decode_tps']:.1f} tok/s"
+            for interval in intervals:
+                tui_runs[interval].append(run_child("tui", args.tokens, home, interval))
+                line += f", tui@{interval:g}s {tui_runs[interval][-1]['decode_tps']:.1f}"
             if not args.json:
-                print(
-                    f"run {i + 1}: ask {ask_runs[-1]['decode_tps']:.1f} tok/s, "
-                    f"tui {tui_runs[-1]['decode_tps']:.1f} tok/s",
-                    file=sys.stderr,
-                )
+                print(line, file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="chatterm-tui-bench-") as home:
         opened = run_child("open", args.tokens, home)
 
     ask_tps = statistics.median(r["decode_tps"] for r in ask_runs)
-    tui_tps = statistics.median(r["decode_tps"] for r in tui_runs)
+    tui = {
+        interval: statistics.median(r["decode_tps"] for r in runs)
+        for interval, runs in tui_runs.items()
+    }
     result = {
         "tokens": args.tokens,
         "runs": args.runs,
         "ask_decode_tps": [round(r["decode_tps"], 2) for r in ask_runs],
-        "tui_decode_tps": [round(r["decode_tps"], 2) for r in tui_runs],
         "ask_median": round(ask_tps, 2),
-        "tui_median": round(tui_tps, 2),
-        "ratio": round(tui_tps / ask_tps, 3) if ask_tps else None,
+        "tui": {
+            str(interval): {
+                "decode_tps": [round(r["decode_tps"], 2) for r in tui_runs[interval]],
+                "median": round(tps, 2),
+                "ratio": round(tps / ask_tps, 3) if ask_tps else None,
+            }
+            for interval, tps in tui.items()
+        },
         "open_500": {k: round(v, 3) if isinstance(v, float) else v for k, v in opened.items()},
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"decode tok/s, {args.tokens}-token reply, median of {args.runs}:")
-    print(f"  chatterm ask  {ask_tps:6.1f}")
-    print(f"  TUI           {tui_tps:6.1f}   ratio {result['ratio']}  (target >= 0.85)")
+    print(f"  {'chatterm ask':25s} {ask_tps:6.1f}")
+    for interval, tps in tui.items():
+        ratio = tps / ask_tps if ask_tps else float("nan")
+        print(
+            f"  TUI, batches every {interval:g} s {tps:6.1f}   ratio {ratio:.3f}  (target >= 0.85)"
+        )
     print(
         f"open a {opened['messages']}-message conversation: {opened['painted_s']:.3f} s "
         f"to first paint ({opened['mounted']} messages mounted; target < 1 s)"

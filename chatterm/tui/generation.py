@@ -18,6 +18,7 @@ from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
 from chatterm.errors import ChattermError
 from chatterm.sampling import SamplingSettings
+from chatterm.tui import streaming
 from chatterm.tui.lab.records import ProbCollector
 from chatterm.tui.messages import (
     GenerationProgress,
@@ -26,7 +27,7 @@ from chatterm.tui.messages import (
     ReplyFinished,
     TokensArrived,
 )
-from chatterm.tui.streaming import FLUSH_INTERVAL, TokenBatcher
+from chatterm.tui.streaming import TokenBatcher
 
 SAVE_INTERVAL = 1.0
 """Seconds between saves of a streaming reply's partial text."""
@@ -67,7 +68,7 @@ def stream_reply(
     job: ReplyJob,
     post: Callable[[Message], object],
     is_cancelled: Callable[[], bool],
-    interval: float = FLUSH_INTERVAL,
+    interval: float | None = None,
 ) -> None:
     """Run ``job`` on its engine, posting batched :class:`TokensArrived` and one
     :class:`ReplyFinished` (or :class:`ReplyFailed` when the reply cannot start).
@@ -75,7 +76,7 @@ def stream_reply(
     Runs in a worker thread. ``post`` is thread-safe (``post_message``); it never blocks on
     the UI, unlike ``call_from_thread``, so the decode loop is not held up by rendering.
     """
-    batcher = TokenBatcher(interval)
+    batcher = TokenBatcher(streaming.FLUSH_INTERVAL if interval is None else interval)
     started = time.monotonic()
     progress_at = 0.0
     probs = ProbCollector(job.engine) if job.top_logprobs else None

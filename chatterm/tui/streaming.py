@@ -16,8 +16,10 @@ import re
 import time
 from collections.abc import Callable
 
-FLUSH_INTERVAL = 0.1
-"""Seconds between token batches posted to the UI (measured: see scripts/tui_bench.py)."""
+FLUSH_INTERVAL = 0.25
+"""Seconds between token batches posted to the UI. Each batch costs the UI one frame (10–15 ms
+at 120x40 on a 2-core machine) taken from the decode threads; scripts/tui_bench.py --intervals
+measures the trade-off."""
 
 _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 

@@ -222,3 +222,17 @@ async def test_an_open_code_fence_streams_as_plain_text_and_renders_once_at_the_
         assert not view.query_one(OpenBlock).display
         (fence,) = view.query_one(Markdown).query(MarkdownFence)
         assert fence.code == code
+
+
+async def test_the_input_cursor_holds_still_while_a_reply_streams(make, fake, seen):
+    fake.delay = 0.01
+    fake.enqueue(" ".join(["tok"] * 80))
+    app = make()
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        assert app.chat.prompt.cursor_blink
+        app.chat.prompt.text = "go"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: seen.of(TokensArrived))
+        assert not app.chat.prompt.cursor_blink, "blinking repaints cost the decode CPU time"
+        await wait_until(pilot, lambda: app.chat.job is None)
+        assert app.chat.prompt.cursor_blink

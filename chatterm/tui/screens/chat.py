@@ -50,6 +50,7 @@ class ChatScreen(LabChat):
 
     def __init__(self, services: ChatServices) -> None:
         super().__init__(services)
+        self._blink = True  # the input's cursor blink, turned off while a reply streams
 
     @reports_errors
     async def on_mount(self) -> None:
@@ -171,6 +172,9 @@ class ChatScreen(LabChat):
             top_logprobs=self.lab_top_logprobs(),
         )
         self.job = job
+        # A blinking cursor repaints the input four times a second, as much as the reply
+        # itself costs; hold it steady while the model needs the CPU.
+        self._blink, self.prompt.cursor_blink = self.prompt.cursor_blink, False
         self.reply_stats.update("waiting for the first token…")
         self.generate(job)
 
@@ -279,6 +283,7 @@ class ChatScreen(LabChat):
         if isinstance(view, AssistantMessage):
             await view.finish(status, reason)
         self.job = None
+        self.prompt.cursor_blink = self._blink
         try:
             # The reply's conversation, which may no longer be the one on screen.
             updated = self.store.update_conversation(job.conversation_id, model=job.engine.name)

@@ -93,7 +93,7 @@ class OpenBlock(Vertical):
 
     CHUNK = 16
     """Lines per chunk."""
-    STEP = 4
+    STEP = 8
     """Lines the live chunk's height grows by at a time."""
 
     DEFAULT_CSS = """
