@@ -77,7 +77,7 @@ def stream_reply(
     the UI, unlike ``call_from_thread``, so the decode loop is not held up by rendering.
     """
     batcher = TokenBatcher(streaming.FLUSH_INTERVAL if interval is None else interval)
-    started = time.monotonic()
+    first_token_at: float | None = None  # the live rate counts from here, not from the prefill
     progress_at = 0.0
     probs = ProbCollector(job.engine) if job.top_logprobs else None
 
@@ -87,9 +87,9 @@ def stream_reply(
         if count or text:
             post(TokensArrived(job.reply_id, text, count, probs.take() if probs else ()))
             now = time.monotonic()
-            if now - progress_at >= PROGRESS_INTERVAL:  # a live figure needs no more
-                progress_at = now
-                post(GenerationProgress(job.reply_id, batcher.total_tokens, now - started))
+            if now - progress_at >= PROGRESS_INTERVAL and first_token_at is not None:
+                progress_at = now  # a live figure needs no more than this
+                post(GenerationProgress(job.reply_id, batcher.total_tokens, now - first_token_at))
 
     try:
         for event in job.engine.generate(
@@ -98,6 +98,8 @@ def stream_reply(
             if is_cancelled():
                 job.cancel.set()
             if isinstance(event, Token):
+                if first_token_at is None:
+                    first_token_at = time.monotonic()
                 if probs is not None:
                     probs.add(event)
                 if batcher.add(event.text):
