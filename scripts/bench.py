@@ -39,7 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-COUNT_PROMPT = "Count from 1 to 500, separated by commas."
+COUNT_PROMPT = "Count from 1 to 1000, separated by commas."
 RESUME_QUESTION = "Thanks. Which of these topics should I read about first, and why?"
 TOPICS = (
     "the Roman roads",
@@ -627,8 +627,10 @@ class Bench:
         first_t, tenth_t, lengths = [], [], set()
         evaluated: dict[str, list[int]] = {"turn1": [], "turn10": []}
         depth10: list[int] = []
+        bare1, bare10 = [], []
         for rep in range(self.reps):
             engine.llama.reset()
+            prompts: dict[int, tuple[tuple[int, ...], int]] = {}
             history = [ChatMessage("system", "You are a helpful assistant.")]
             ttfts = []
             ready: Any = None
@@ -649,14 +651,19 @@ class Bench:
                 ttfts.append(first)
                 if turn in (0, 9):
                     evaluated[f"turn{turn + 1}"].append(ready.prompt_tokens - ready.cached_tokens)
+                    prompts[turn] = (engine.render(history).tokens, ready.cached_tokens)
                 depth = ready.prompt_tokens
                 history.append(ChatMessage("assistant", "".join(parts)))
             first_t.append(ttfts[0])
             tenth_t.append(ttfts[-1])
             depth10.append(depth)
+            # llama.cpp's own cost for the same work: the same new tokens at the same depths.
+            bare1.append(self.bare_prefill(*prompts[0]))
+            bare10.append(self.bare_prefill(*prompts[9]))
             self.log(
                 f"turns rep {rep + 1}: turn 1 {ttfts[0] * 1000:.0f} ms, "
-                f"turn 10 {ttfts[-1] * 1000:.0f} ms"
+                f"turn 10 {ttfts[-1] * 1000:.0f} ms; bare prefill of the same tokens "
+                f"{bare1[-1] * 1000:.0f} / {bare10[-1] * 1000:.0f} ms"
             )
         self.results["turns"] = {
             "turn1_ttft_s": median(first_t),
@@ -664,8 +671,28 @@ class Bench:
             "user_message_tokens": sorted(lengths),
             "evaluated_tokens": {k: median(v) for k, v in evaluated.items()},
             "turn10_prompt_tokens": median(depth10),
-            "runs": {"turn1": first_t, "turn10": tenth_t},
+            "bare_turn1_s": median(bare1),
+            "bare_turn10_s": median(bare10),
+            "runs": {"turn1": first_t, "turn10": tenth_t, "bare1": bare1, "bare10": bare10},
         }
+
+    def bare_prefill(self, tokens: Sequence[int], cached: int) -> float:
+        """Seconds for ``Llama.eval`` of ``tokens[cached:]`` on top of ``tokens[:cached]``,
+        plus sampling the first token."""
+        from llama_cpp import _internals
+
+        llm = self.engine.llama
+        greedy = _internals.LlamaSampler()
+        greedy.add_greedy()
+        llm.reset()
+        if cached:
+            llm.eval(list(tokens[:cached]))
+        t0 = time.perf_counter()
+        llm.eval(list(tokens[cached:]))
+        greedy.sample(llm._ctx, -1)
+        elapsed = time.perf_counter() - t0
+        greedy.close()
+        return elapsed
 
     # report ----------------------------------------------------------------------------
 
@@ -707,6 +734,13 @@ class Bench:
                 t["turn1_ttft_s"],
                 "<=",
                 1.2,
+            ),
+            (
+                "TTFT turn 10 / turn 1, bare Llama.eval of the same tokens",
+                t["bare_turn10_s"],
+                t["bare_turn1_s"],
+                "info",
+                None,
             ),
             ("chatterm --help wall (s)", r["help"]["wall_s"], None, "<=s", 0.35),
             (
@@ -879,6 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--history-tokens", type=int, default=1500, help="length of the resumed conversation (1500)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--save", metavar="PATH", help="also write the JSON report to PATH")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -900,6 +935,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.engine.close()
         shutil.rmtree(bench.work, ignore_errors=True)
     report = bench.report(time.perf_counter() - started)
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
