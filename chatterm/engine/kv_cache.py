@@ -90,6 +90,11 @@ class KVStateCache:
         self.max_bytes = int(max_bytes)
         self.min_tokens = min_tokens
         self.min_gain = min_gain
+        # Parsed index files by path, valid while their (mtime, size) stays the same: an
+        # entry's files never change once written (its name is the hash of its tokens), so a
+        # long chat looks up its states with a few stat() calls per turn instead of re-reading
+        # every JSON file.
+        self._parsed: dict[Path, tuple[tuple[int, int], int, tuple[int, ...]]] = {}
 
     # -- index ---------------------------------------------------------------------------
 
@@ -107,10 +112,18 @@ class KVStateCache:
         for meta in metas:
             state = meta.with_suffix(STATE_SUFFIX)
             try:
-                data = json.loads(meta.read_text(encoding="utf-8"))
+                st = meta.stat()
                 size = state.stat().st_size
-                tokens = tuple(int(t) for t in data["tokens"])
-                ok = data.get("format") == FORMAT and data.get("size") == size and tokens
+                stamp = (st.st_mtime_ns, st.st_size)
+                cached = self._parsed.get(meta)
+                if cached is not None and cached[0] == stamp:
+                    recorded, tokens = cached[1], cached[2]
+                else:
+                    data = json.loads(meta.read_text(encoding="utf-8"))
+                    tokens = tuple(int(t) for t in data["tokens"])
+                    recorded = data["size"] if data.get("format") == FORMAT and tokens else -1
+                    self._parsed[meta] = (stamp, recorded, tokens)
+                ok = recorded == size
             except (OSError, ValueError, KeyError, TypeError):
                 ok = False
             if not ok:
@@ -173,6 +186,8 @@ class KVStateCache:
         if state.exists() and meta.exists():
             self._touch(state)
             return None
+        if llama_cpp.llama_state_get_size(ctx) > self.max_bytes:
+            return None  # would be evicted at once
         tmp = f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         tmp_state, tmp_meta = folder / (tmp + STATE_SUFFIX), folder / (tmp + META_SUFFIX)
         try:
@@ -240,8 +255,8 @@ class KVStateCache:
         with contextlib.suppress(OSError):
             os.utime(path)
 
-    @staticmethod
-    def _remove(*paths: Path) -> None:
+    def _remove(self, *paths: Path) -> None:
         for path in paths:
+            self._parsed.pop(path, None)
             with contextlib.suppress(OSError):
                 path.unlink()

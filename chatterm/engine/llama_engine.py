@@ -372,8 +372,8 @@ class LlamaEngine:
         ``in_memory`` prefix by enough to pay for reading it; return the usable prefix."""
         cache = self.kv_cache
         assert cache is not None
-        if len(tokens) < cache.min_tokens:
-            return in_memory
+        if len(tokens) < cache.min_tokens or in_memory >= len(tokens) - cache.min_gain:
+            return in_memory  # nothing on disk could beat memory by enough
         match = cache.best_match(self.kv_cache_key, tokens)
         if match is None or match[1] < cache.min_tokens or match[1] < in_memory + cache.min_gain:
             return in_memory
