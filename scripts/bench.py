@@ -813,24 +813,24 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def print_table(report: dict[str, Any]) -> None:
-    r = report["results"]
-    m, d, p = r["machine"], r["decode"], r["processes"]
-    res, t = r["resume"], r["turns"]
-    print(f"chatterm bench · {report['date']}")
-    print(
+def header_lines(report: dict[str, Any]) -> list[str]:
+    m = report["results"]["machine"]
+    return [
+        f"chatterm bench · {report['date']} · `{report['command']}`",
         f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, threads chosen: "
-        f"{m['threads_chosen']} (physical cores within affinity/quota)"
-    )
-    print(f"llama.cpp: {m['system_info']}")
-    print(
+        f"{m['threads_chosen']} (physical cores within affinity/quota)",
+        f"llama.cpp: {m['system_info']}",
         f"model: {Path(m['model']).name}, n_ctx {m['n_ctx']}, flash attention on, "
-        f"llama-cpp-python {m['llama_cpp_python']}, Python {m['python']}"
-    )
-    print(f"load average: {m['load_avg_start']} (start) → {m['load_avg_end']} (end)")
-    print()
-    print("medians:")
-    lines = [
+        f"llama-cpp-python {m['llama_cpp_python']}, Python {m['python']}",
+        f"load average: {m['load_avg_start']} (start) → {m['load_avg_end']} (end)",
+    ]
+
+
+def median_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
+    r = report["results"]
+    d, p = r["decode"], r["processes"]
+    res, t = r["resume"], r["turns"]
+    return [
         ("decode engine (in process)", f"{d['engine_tps']:.1f} tok/s"),
         ("decode Llama.generate (in process)", f"{d['generate_tps']:.1f} tok/s"),
         ("decode Llama.eval floor (in process)", f"{d['eval_tps']:.1f} tok/s"),
@@ -863,6 +863,10 @@ def print_table(report: dict[str, Any]) -> None:
             f"{t['evaluated_tokens']['turn1']:.0f} / {t['evaluated_tokens']['turn10']:.0f} "
             f"tokens; turn 10 at {t['turn10_prompt_tokens']:.0f} tokens of context)",
         ),
+        (
+            "bare Llama.eval of the same tokens",
+            f"{t['bare_turn1_s']:.3f} s / {t['bare_turn10_s']:.3f} s",
+        ),
         ("chatterm --help", f"{r['help']['wall_s']:.3f} s"),
         ("ask start → first token", f"{p['ask_first_s']:.3f} s"),
         (
@@ -872,10 +876,9 @@ def print_table(report: dict[str, Any]) -> None:
         ),
         ("peak RSS ask / bare", f"{p['ask_rss_mb']:.0f} MB / {p['bare_rss_mb']:.0f} MB"),
     ]
-    width = max(len(a) for a, _ in lines)
-    for a, b in lines:
-        print(f"  {a:<{width}}  {b}")
-    print()
+
+
+def target_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = [("target", "value", "baseline", "ratio", "limit", "")]
     for tg in report["targets"]:
         status = {True: "PASS", False: "FAIL", None: "info"}[tg["pass"]]
@@ -889,6 +892,19 @@ def print_table(report: dict[str, Any]) -> None:
                 status,
             )
         )
+    return rows
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print("\n".join(header_lines(report)))
+    print()
+    print("medians:")
+    lines = median_lines(report)
+    width = max(len(a) for a, _ in lines)
+    for a, b in lines:
+        print(f"  {a:<{width}}  {b}")
+    print()
+    rows = target_rows(report)
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     for row in rows:
         print(
@@ -900,6 +916,24 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"note: {note}")
     print()
     print(report["summary"])
+
+
+def print_markdown(report: dict[str, Any]) -> None:
+    for line in header_lines(report):
+        print(f"- {line}")
+    print()
+    print("| median | value |\n| --- | --- |")
+    for a, b in median_lines(report):
+        print(f"| {a} | {b} |")
+    print()
+    rows = target_rows(report)
+    print("| " + " | ".join(rows[0][:5]) + " | result |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    for row in rows[1:]:
+        print("| " + " | ".join(row) + " |")
+    for note in report["notes"]:
+        print(f"\nNote: {note}")
+    print(f"\n**{report['summary']}**")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -914,11 +948,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--save", metavar="PATH", help="also write the JSON report to PATH")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument(
+        "--report", metavar="PATH", help="print a report saved with --save; run nothing"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         mode, spec = args.child
         {"bare": child_bare, "resume": child_resume}[mode](json.loads(Path(spec).read_text()))
+        return 0
+    if args.report:
+        report = json.loads(Path(args.report).read_text())
+        (print_markdown if args.markdown else print_table)(report)
         return 0
     started = time.perf_counter()
     bench = Bench(args)
@@ -939,6 +981,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.save).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.markdown:
+        print_markdown(report)
     else:
         print_table(report)
     return 0
