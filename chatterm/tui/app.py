@@ -5,6 +5,7 @@ Build it with :func:`chatterm.tui.factory.make_app` (the CLI and the tests share
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -18,6 +19,8 @@ from chatterm.tui.factory import ChatServices
 from chatterm.tui.lab.keys import LAB_BINDINGS
 from chatterm.tui.screens.chat import ChatScreen
 from chatterm.tui.screens.help import HelpScreen
+
+SWITCH_INTERVAL = 0.001
 
 
 class ChatApp(App[None]):
@@ -45,6 +48,9 @@ class ChatApp(App[None]):
         return self.chat.engine if self.is_screen_installed("chat") else self.services.engine
 
     def on_mount(self) -> None:
+        # The generation thread needs the GIL briefly between decode calls; while the UI
+        # renders a frame it would wait up to the default 5 ms switch interval each time.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         if self.keymap:
             self.set_keymap(self.keymap)
         self.install_screen(ChatScreen(self.services), "chat")

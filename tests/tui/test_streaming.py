@@ -106,3 +106,17 @@ def test_open_block_formatting_leaves_unclosed_marks_alone():
     from chatterm.tui.widgets.open_block import open_block_content
 
     assert open_block_content("a **half and `open").plain == "a **half and `open"
+
+
+def test_completed_prose_waits_for_the_settle_interval_but_a_closed_fence_does_not():
+    clock = Clock()
+    splitter = StreamSplitter(1.5, clock)
+    assert splitter.feed("One.\n\n") == "One.\n\n", "the first block goes at once"
+    clock.now += 0.5
+    assert splitter.feed("Two.\n\nThr") == ""
+    assert splitter.tail == "Two.\n\nThr"
+    clock.now += 1.0
+    assert splitter.feed("ee.") == "Two.\n\n"
+    clock.now += 0.1
+    assert splitter.feed("\n\n```py\nx = 1\n```\n") == "Three.\n\n```py\nx = 1\n```\n"
+    assert splitter.tail == ""

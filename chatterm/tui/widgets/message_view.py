@@ -16,9 +16,9 @@ from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Markdown, Static
-from textual.widgets._markdown import MarkdownFence, MarkdownStream
+from textual.widgets._markdown import MarkdownFence
 
-from chatterm.tui.streaming import StreamSplitter, code_blocks
+from chatterm.tui.streaming import SETTLE_INTERVAL, StreamSplitter, code_blocks
 from chatterm.tui.widgets.open_block import OpenBlock
 
 STATUS_LABELS = {
@@ -141,8 +141,16 @@ class UserMessage(MessageView):
 
 
 class AssistantMessage(MessageView):
-    """A reply. While streaming, settled text goes through a ``MarkdownStream`` and an open
-    code fence is shown as plain text below it; :meth:`finish` re-renders the whole reply once."""
+    """A reply. While streaming, completed blocks are appended to the Markdown widget and the
+    rest is shown as light text below it (:class:`OpenBlock`); :meth:`finish` re-renders the
+    whole reply once.
+
+    Blocks are appended with ``Markdown.append`` awaited inside one batch update rather than
+    through a ``MarkdownStream``: hand-overs are at most one per ``SETTLE_INTERVAL``, so there
+    is nothing to coalesce, and awaiting lets the text leave the open block in the same frame
+    it joins the Markdown (one layout of the transcript instead of two, and no frame where the
+    text shows twice or not at all).
+    """
 
     BINDINGS = [
         Binding("y", "copy_code", "Copy code", tooltip="Copy a code block (again: the next one)"),
@@ -160,7 +168,6 @@ class AssistantMessage(MessageView):
     def __init__(self, entry: Entry) -> None:
         super().__init__(entry)
         self._splitter: StreamSplitter | None = None
-        self._stream: MarkdownStream | None = None
         self._code_index = -1
 
     def compose(self) -> ComposeResult:
@@ -177,29 +184,28 @@ class AssistantMessage(MessageView):
 
     def start_stream(self) -> None:
         """Begin streaming into this (empty) message."""
-        self._splitter = StreamSplitter()
-        self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self._splitter = StreamSplitter(SETTLE_INTERVAL)
         self.entry.content = ""
 
     async def append(self, text: str) -> None:
         """Add a batch of generated text: completed blocks go to the Markdown widget (parsed
         once each), the open block to the cheap :class:`OpenBlock` below it."""
         splitter = self._splitter
-        if splitter is None or self._stream is None:
+        if splitter is None:
             return
         settled = splitter.feed(text)
         self.entry.content = splitter.text
         open_block = self.query_one(OpenBlock)
         if settled:
-            await self._stream.write(settled)
-            open_block.clear()
-        open_block.show(splitter.tail)
+            with self.app.batch_update():
+                await self.query_one(Markdown).append(settled)
+                open_block.clear()
+                open_block.show(splitter.tail)
+        else:
+            open_block.show(splitter.tail)
 
     async def finish(self, status: str, finish_reason: str | None = None) -> None:
-        """End the stream: one full Markdown parse of the reply, the tail cleared."""
-        if self._stream is not None:
-            await self._stream.stop()
-        self._stream = None
+        """End the stream: one full Markdown parse of the reply, the open block cleared."""
         self._splitter = None
         self.entry.status = status
         self.entry.finish_reason = finish_reason

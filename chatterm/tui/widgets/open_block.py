@@ -91,7 +91,7 @@ def open_block_content(text: str) -> Content:
 class OpenBlock(Vertical):
     """Frozen chunks and one live chunk of the open block's text."""
 
-    CHUNK = 16
+    CHUNK = 32
     """Lines per chunk."""
     STEP = 8
     """Lines the live chunk's height grows by at a time."""
