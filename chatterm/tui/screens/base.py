@@ -15,7 +15,7 @@ from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import Footer, Static
 
 from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage
@@ -265,8 +265,7 @@ class ChatBase(Screen[None]):
             self.notify("Wait for the reply or stop it with Esc first", severity="warning")
             return
         self.model_loading = options
-        bar = self.query_one("#model-progress", ProgressBar)
-        bar.display = True
+        self.panel.show_loading(True)
         self.notify(f"Loading {options.model or 'the default model'}…", timeout=3, markup=False)
         self.load_model(options)
 
@@ -287,7 +286,7 @@ class ChatBase(Screen[None]):
         self.engine = message.engine
         self.engine_options = message.options
         self.model_loading = None
-        self.query_one("#model-progress", ProgressBar).display = False
+        self.panel.show_loading(False)
         self._show_model()
         self.app_engine_changed(previous, message.engine)
         self.notify(
@@ -311,7 +310,7 @@ class ChatBase(Screen[None]):
     @on(ModelLoadFailed)
     def _model_failed(self, message: ModelLoadFailed) -> None:
         self.model_loading = None
-        self.query_one("#model-progress", ProgressBar).display = False
+        self.panel.show_loading(False)
         kept = f"; still using {self.engine.name}" if self.engine else ""
         self.notify(
             f"{message.error}{kept}",

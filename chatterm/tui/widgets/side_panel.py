@@ -108,7 +108,9 @@ class SidePanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("Model", classes="panel-title")
         yield Static("loading…", id="model-info")
-        bar = ProgressBar(total=None, show_eta=False, show_percentage=False, id="model-progress")
+        # Determinate (and hidden) until a load starts: an indeterminate bar animates fifteen
+        # times a second even when hidden.
+        bar = ProgressBar(total=1, show_eta=False, show_percentage=False, id="model-progress")
         bar.display = False
         yield bar
         yield Static("Persona", classes="panel-title")
@@ -119,6 +121,12 @@ class SidePanel(VerticalScroll):
         yield ContextMeter(id="context-meter")
         yield Static("Last reply", classes="panel-title")
         yield ReplyStats(id="reply-stats")
+
+    def show_loading(self, loading: bool) -> None:
+        """Show the model-load progress bar (indeterminate) or hide and stop it."""
+        bar = self.query_one("#model-progress", ProgressBar)
+        bar.update(total=None if loading else 1, progress=0)
+        bar.display = loading
 
     def show_model(self, name: str, detail: str = "") -> None:
         self.query_one("#model-info", Static).update(
