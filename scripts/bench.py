@@ -102,17 +102,32 @@ class ChildResult:
 def run_child(
     cmd: Sequence[str], env: dict[str, str], *, marker: bytes | None = None, timeout: float = 300
 ) -> ChildResult:
-    """Run ``cmd`` and time its first output; peak RSS comes from ``wait4`` on this very child
-    (``RUSAGE_CHILDREN`` would report the largest child so far, not this one)."""
+    """Run ``cmd`` through a small wrapper process that times its first output and reads its
+    peak RSS. Linux starts a child's ``ru_maxrss`` at the RSS of the process that forked it, so
+    forking from this process (which holds a loaded model) would report our size, not the
+    child's; the wrapper is a few MB."""
+    spec = json.dumps(
+        {"cmd": list(cmd), "marker": marker.decode() if marker else None, "timeout": timeout}
+    )
+    wrapper = [sys.executable, str(Path(__file__).resolve()), "--wrap", spec]
+    done = subprocess.run(wrapper, env=env, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"bench wrapper failed: {done.stderr[-2000:]}")
+    return ChildResult(**json.loads(done.stdout))
+
+
+def wrap(spec: dict[str, Any]) -> None:
+    """The wrapper process of :func:`run_child`: spawn, time, reap with ``wait4``."""
+    marker = spec["marker"].encode() if spec["marker"] else None
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO
+            spec["cmd"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
         )
         assert proc.stdout is not None
         out = b""
         first = 0.0
-        deadline = start + timeout
+        deadline = start + spec["timeout"]
         fd = proc.stdout.fileno()
         while True:
             chunk = os.read(fd, 65536)
@@ -129,15 +144,18 @@ def run_child(
         proc.stdout.close()
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
-    # ru_maxrss is in KiB on Linux, bytes on macOS
-    scale = 1 if sys.platform == "darwin" else 1024
-    return ChildResult(
-        out.decode("utf-8", "replace"),
-        stderr,
-        proc.returncode,
-        first,
-        wall,
-        usage.ru_maxrss * scale / 2**20,
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+    print(
+        json.dumps(
+            {
+                "stdout": out.decode("utf-8", "replace"),
+                "stderr": stderr,
+                "returncode": proc.returncode,
+                "first_s": first,
+                "wall_s": wall,
+                "maxrss_mb": usage.ru_maxrss * scale / 2**20,
+            }
+        )
     )
 
 
@@ -953,7 +971,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--report", metavar="PATH", help="print a report saved with --save; run nothing"
     )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--wrap", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.wrap:
+        wrap(json.loads(args.wrap))
+        return 0
     if args.child:
         mode, spec = args.child
         {"bare": child_bare, "resume": child_resume}[mode](json.loads(Path(spec).read_text()))
