@@ -777,19 +777,26 @@ class Bench:
                 1.0,
             ),
         ]
+        # Best of N (fastest run of each contender): other load only ever slows a run down,
+        # so on a shared machine this shows what the medians would be without it.
+        hi, lo = max, min
+        dr, pr, rr, tr = d["runs"], p["runs"], res["runs"], t["runs"]
+        bests: list[tuple[float, float | None]] = [
+            (hi(pr["ask_tps"]), hi(pr["bare_tps"])),
+            (hi(dr["engine"]), hi(dr["generate"])),
+            (hi(dr["engine"]), hi(dr["eval"])),
+            (lo(rr["cached"]), lo(rr["cold"])),
+            (lo(tr["turn10"]), lo(tr["turn1"])),
+            (lo(tr["bare10"]), lo(tr["bare1"])),
+            (lo(r["help"]["runs"]), None),
+            (lo(pr["ask_first_s"]), lo(pr["bare_load_s"]) + lo(pr["bare_prefill_s"])),
+            (lo(pr["ask_rss_mb"]), lo(pr["bare_rss_mb"])),
+            (rows[-1][1], None),
+        ]
         out = []
-        for name, value, base, op, limit in rows:
-            target = None if limit is None else f"{op} {limit}"
-            if op == "true":
-                ratio, ok, target = value, value == limit, "identical"
-            elif op == "<=s":
-                ratio, ok, target = value, value <= limit, f"<= {limit} s"
-            elif op == "<=+":
-                ratio = value - base  # the overhead over a bare process, in seconds
-                ok, target = ratio <= limit, f"diff <= {limit} s"
-            else:
-                ratio = value / base if base else float("nan")
-                ok = None if op == "info" else (ratio >= limit if op == ">=" else ratio <= limit)
+        for (name, value, base, op, limit), (best, best_base) in zip(rows, bests):
+            ratio, ok, target = judge(value, base, op, limit)
+            best_ratio, best_ok, _ = judge(best, best_base, op, limit)
             out.append(
                 {
                     "name": name,
@@ -798,6 +805,8 @@ class Bench:
                     "ratio": ratio,
                     "target": target,
                     "pass": ok,
+                    "best_ratio": best_ratio,
+                    "best_pass": best_ok,
                 }
             )
         return out
@@ -808,10 +817,12 @@ class Bench:
         checked = [t for t in targets if t["pass"] is not None]
         passed = sum(1 for t in checked if t["pass"])
         failed = [t["name"] for t in checked if not t["pass"]]
+        best_passed = sum(1 for t in checked if t["best_pass"])
         summary = (
-            f"{passed}/{len(checked)} targets met"
-            + (f"; missed: {'; '.join(failed)}" if failed else "")
-            + f" ({elapsed:.0f} s, {self.reps} reps, {self.threads} threads)"
+            f"{passed}/{len(checked)} targets met on medians"
+            + (f" (missed: {'; '.join(failed)})" if failed else "")
+            + f", {best_passed}/{len(checked)} on best-of-{self.reps}"
+            + f"; {elapsed:.0f} s, {self.threads} threads, load {load_avg()}"
         )
         return {
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -821,6 +832,25 @@ class Bench:
             "notes": self.notes,
             "summary": summary,
         }
+
+
+def judge(
+    value: float, base: float | None, op: str, limit: float | None
+) -> tuple[float, bool | None, str | None]:
+    """The ratio (or difference) a target compares, whether it passes, and its limit."""
+    lim = float(limit or 0.0)
+    if op == "true":
+        return value, value == lim, "identical"
+    if op == "<=s":
+        return value, value <= lim, f"<= {lim} s"
+    base = base or float("nan")
+    if op == "<=+":
+        diff = value - base  # the overhead over a bare process, in seconds
+        return diff, diff <= lim, f"diff <= {lim} s"
+    ratio = value / base
+    if op == "info":
+        return ratio, None, None
+    return ratio, (ratio >= lim if op == ">=" else ratio <= lim), f"{op} {lim}"
 
 
 def fmt(value: Any) -> str:
@@ -897,9 +927,9 @@ def median_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def target_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = [("target", "value", "baseline", "ratio", "limit", "")]
+    rows = [("target", "median", "baseline", "ratio", "limit", "", "best-of-N ratio", "")]
+    label = {True: "PASS", False: "FAIL", None: "info"}
     for tg in report["targets"]:
-        status = {True: "PASS", False: "FAIL", None: "info"}[tg["pass"]]
         rows.append(
             (
                 tg["name"],
@@ -907,7 +937,9 @@ def target_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
                 fmt(tg["baseline"]),
                 fmt(tg["ratio"]),
                 tg["target"] or "—",
-                status,
+                label[tg["pass"]],
+                fmt(tg.get("best_ratio")),
+                label[tg.get("best_pass")],
             )
         )
     return rows
@@ -923,7 +955,7 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"  {a:<{width}}  {b}")
     print()
     rows = target_rows(report)
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(
@@ -945,8 +977,8 @@ def print_markdown(report: dict[str, Any]) -> None:
         print(f"| {a} | {b} |")
     print()
     rows = target_rows(report)
-    print("| " + " | ".join(rows[0][:5]) + " | result |")
-    print("| --- | ---: | ---: | ---: | --- | --- |")
+    print("| " + " | ".join(rows[0][:5]) + " | result | best-of-N ratio | result |")
+    print("| --- | ---: | ---: | ---: | --- | --- | ---: | --- |")
     for row in rows[1:]:
         print("| " + " | ".join(row) + " |")
     for note in report["notes"]:
