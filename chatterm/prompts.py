@@ -38,7 +38,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,6 @@ SUBDIRS: dict[Kind, str] = {"persona": "personas", "template": "templates"}
 FENCE = "+++"
 INPUT = "input"
 MAX_OUTPUT_CHARS = 1_000_000
-MAX_SECONDS = 2.0
 
 _NAME = re.compile(r"^\w[\w.-]*$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$|\s*\(at end of document\)$")
@@ -516,27 +514,15 @@ def _variables(value: Any, path: Path, fence_lines: Sequence[str]) -> dict[str, 
 
 def _environment() -> Any:
     from jinja2 import StrictUndefined
-    from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    class PromptEnvironment(ImmutableSandboxedEnvironment):
-        """The sandbox refuses attribute escapes; this also refuses huge repetitions and powers
-        before they allocate (``'a' * 10**9`` would otherwise take seconds and gigabytes)."""
+    from chatterm.jinja_sandbox import environment
 
-        intercepted_binops = frozenset({"*", "**"})
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "*":
-                for seq, n in ((left, right), (right, left)):
-                    sized = isinstance(seq, (str, list, tuple)) and isinstance(n, int)
-                    if sized and len(seq) * n > MAX_OUTPUT_CHARS:
-                        raise SecurityError("repetition result too large")
-            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large")
-            return super().call_binop(context, operator, left, right)
-
-    return PromptEnvironment(
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False
+    return environment(
+        MAX_OUTPUT_CHARS,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
     )
 
 
@@ -568,25 +554,19 @@ def _render(item: PromptFile, context: Mapping[str, Any]) -> str:
     from jinja2 import TemplateError as JinjaError
     from jinja2.exceptions import SecurityError
 
+    from chatterm.jinja_sandbox import BudgetExceeded, render_bounded
+
     template = item.compiled if item.compiled is not None else _compile(item)[0]
-    deadline = time.monotonic() + MAX_SECONDS
-    out: list[str] = []
-    size = 0
     try:
-        for chunk in template.generate(**context):
-            out.append(chunk)
-            size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateError(f"{item.path}: {item.label} produced too much text")
-            if time.monotonic() > deadline:
-                raise TemplateError(f"{item.path}: {item.label} took too long to render")
+        return render_bounded(template, context, max_chars=MAX_OUTPUT_CHARS)
+    except BudgetExceeded as exc:
+        raise TemplateError(f"{item.path}: {item.label} {exc}") from None
     except SecurityError as exc:
         where = _runtime_line(item, exc)
         raise TemplateError(f"{where}: {item.label} tried an unsafe operation: {exc}") from None
     except JinjaError as exc:
         where = _runtime_line(item, exc)
         raise TemplateError(f"{where}: {item.label} failed to render: {exc}") from None
-    return "".join(out)
 
 
 def _runtime_line(item: PromptFile, exc: BaseException) -> str:

@@ -1,8 +1,7 @@
 """Render a conversation with the model's own chat template (from the GGUF metadata).
 
-Chat templates are Jinja code shipped inside model files, so they run in an immutable sandbox
-(attribute escapes raise) with budgets on output size and time checked as output is produced,
-and on string/list repetition (``'a' * 10**8`` is refused before it allocates).
+Chat templates are Jinja code shipped inside model files, so they run in the budgeted sandbox of
+:mod:`chatterm.jinja_sandbox`.
 
 User content must never become control tokens: a message containing ``<|im_end|>`` would
 otherwise end its turn early. :func:`render_segments` renders with placeholders in place of each
@@ -12,7 +11,6 @@ tokenizes the scaffold with special tokens and the content as plain text.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ from chatterm.engine.events import ChatMessage
 from chatterm.errors import TemplateError
 
 MAX_OUTPUT_CHARS = 2_000_000
-MAX_SECONDS = 2.0
 
 # Used when a GGUF has no chat template (base models): plain text, one turn after another.
 FALLBACK_TEMPLATE = (
@@ -46,23 +43,11 @@ def _raise_exception(message: str) -> None:
 
 
 def _environment() -> Any:
-    from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from chatterm.jinja_sandbox import environment
 
-    class BudgetEnvironment(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset({"*", "**"})
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "*":
-                for seq, n in ((left, right), (right, left)):
-                    sized = isinstance(seq, (str, list, tuple)) and isinstance(n, int)
-                    if sized and len(seq) * n > MAX_OUTPUT_CHARS:
-                        raise SecurityError("repetition result too large")
-            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large")
-            return super().call_binop(context, operator, left, right)
-
-    env = BudgetEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = environment(
+        MAX_OUTPUT_CHARS, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
 
     def tojson(value: Any, indent: int | None = None, **_: Any) -> str:
         import json
@@ -108,27 +93,22 @@ def render(
     """Render ``messages`` with template ``source`` under the sandbox and budgets."""
     from jinja2 import TemplateError as JinjaError
 
+    from chatterm.jinja_sandbox import BudgetExceeded, render_bounded
+
     template = _compile(source)
     items = [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
-    deadline = time.monotonic() + MAX_SECONDS
-    out: list[str] = []
-    size = 0
+    context = {
+        "messages": items,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "add_generation_prompt": add_generation_prompt,
+    }
     try:
-        for chunk in template.generate(
-            messages=items,
-            bos_token=bos_token,
-            eos_token=eos_token,
-            add_generation_prompt=add_generation_prompt,
-        ):
-            size += len(chunk)
-            out.append(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateError("the chat template produced too much output; refusing it")
-            if time.monotonic() > deadline:
-                raise TemplateError("the chat template took too long to render; refusing it")
+        return render_bounded(template, context, max_chars=MAX_OUTPUT_CHARS)
+    except BudgetExceeded as exc:
+        raise TemplateError(f"the chat template {exc}; refusing it") from None
     except JinjaError as exc:
         raise TemplateError(f"the chat template failed: {exc}") from None
-    return "".join(out)
 
 
 def render_segments(
