@@ -16,6 +16,7 @@ from typing import Any
 from chatterm.errors import ModelError
 
 MAGIC = b"GGUF"
+_U64 = struct.Struct("<Q")
 _SCALARS = {
     0: "<B",
     1: "<b",
@@ -229,11 +230,12 @@ class _Reader:
         self.pos += n
 
     def skip_strings(self, count: int) -> None:
-        unpack_from, buf, size, pos = struct.unpack_from, self.buf, self.size, self.pos
+        # The tokenizer's vocabulary and merges: ~100k strings on every model load.
+        unpack_from, buf, size, pos = _U64.unpack_from, self.buf, self.size, self.pos
         for _ in range(count):
             if pos + 8 > size:
                 raise self.fail("it is truncated or corrupt (a string runs past the end)")
-            pos += 8 + unpack_from("<Q", buf, pos)[0]
+            pos += 8 + unpack_from(buf, pos)[0]
         if pos > size:
             raise self.fail("it is truncated or corrupt (a string runs past the end)")
         self.pos = pos
