@@ -63,4 +63,10 @@ class Engine(Protocol):
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]: ...
 
+    def warm(self, messages: Sequence[ChatMessage]) -> int:
+        """Prepare for the user turn that will follow ``messages`` (a conversation ending
+        with a reply) while the user is still typing; return how many tokens that evaluated.
+        Purely an optimisation: the next ``generate`` is correct whether or not it ran."""
+        ...
+
     def close(self) -> None: ...

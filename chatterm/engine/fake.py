@@ -42,6 +42,7 @@ class FakeEngine:
     delay: float = 0.0
     replies: list[str] = field(default_factory=list)
     calls: list[FakeCall] = field(default_factory=list)
+    warmed: list[list[ChatMessage]] = field(default_factory=list)
     closed: bool = False
 
     def __post_init__(self) -> None:
@@ -110,6 +111,11 @@ class FakeEngine:
                     decode_tps=n / elapsed if elapsed > 0 else 0.0,
                 ),
             )
+
+    def warm(self, messages: Sequence[ChatMessage]) -> int:
+        with self._lock:
+            self.warmed.append(list(messages))
+        return 0
 
     def close(self) -> None:
         self.closed = True

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 # changes the prompt's prefix and costs a full re-prefill, so drop rarely and in bulk.
 DROP_TARGET = 0.55
 MIN_REPLY_TOKENS = 16
+WARM_PROBE = "chatterm-warm-probe"
 
 
 def gpu_offload_supported() -> bool:
@@ -247,13 +248,21 @@ class LlamaEngine:
     ) -> RenderedPrompt:
         """The prompt text and tokens for ``messages``; scaffold and content are tokenized
         apart so user text can never turn into control tokens."""
-        segments = chat_template.render_segments(
+        segments = self._segments(messages, add_generation_prompt)
+        return RenderedPrompt("".join(s.text for s in segments), self._segment_tokens(segments))
+
+    def _segments(
+        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
+    ) -> list[chat_template.Segment]:
+        return chat_template.render_segments(
             self.template,
             messages,
             bos_token=self._bos,
             eos_token=self._eos,
             add_generation_prompt=add_generation_prompt,
         )
+
+    def _segment_tokens(self, segments: Sequence[chat_template.Segment]) -> tuple[int, ...]:
         tokens: list[int] = []
         bos = self._llm.token_bos()
         if self._add_bos and bos != -1:
@@ -262,7 +271,7 @@ class LlamaEngine:
                 tokens.append(bos)
         for seg in segments:
             tokens.extend(self.token_ids(seg.text, special=seg.special))
-        return RenderedPrompt("".join(s.text for s in segments), tuple(tokens))
+        return tuple(tokens)
 
     def fit(self, messages: Sequence[ChatMessage], reserve: int) -> tuple[RenderedPrompt, int]:
         """Render ``messages`` so that ``reserve`` tokens remain for the reply, dropping the
@@ -435,6 +444,32 @@ class LlamaEngine:
             self._llm.eval(list(todo[i : i + 512]))
         return True
 
+    def warm(self, messages: Sequence[ChatMessage]) -> int:
+        """Evaluate the scaffold that opens the next user turn (``<|im_end|>`` after the reply,
+        ``<|im_start|>user``, …) now, while the user types, so the next prefill covers only
+        their words and what follows them; return how many tokens that evaluated.
+
+        The scaffold comes from rendering ``messages`` plus a probe user message and keeping
+        the tokens before the probe's text. If the next prompt turns out different (a template
+        that inserts the date, dropped turns), ``generate`` reuses whatever prefix matches.
+        """
+        with self._lock:
+            if self._llm is None:  # closed meanwhile (a model switch, quitting)
+                return 0
+            segments = self._segments([*messages, ChatMessage("user", WARM_PROBE)])
+            probe = max(
+                (i for i, seg in enumerate(segments) if not seg.special and seg.text == WARM_PROBE),
+                default=None,
+            )
+            if probe is None:
+                return 0
+            tokens = self._segment_tokens(segments[:probe])
+            if len(tokens) + MIN_REPLY_TOKENS >= self.n_ctx:
+                return 0  # the next turn drops history anyway: nothing here would be reused
+            cached = self._prepare_cache(tokens)
+            self._eval_chunks(tokens[cached:], None)
+            return len(tokens) - cached
+
     def generate(
         self,
         messages: Sequence[ChatMessage],
@@ -569,7 +604,10 @@ class LlamaEngine:
         yield Finished(reason, stats, error)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        llm, self._llm = self._llm, None  # type: ignore[assignment]
+        """Free the model; waits for a reply or warm-up running in another thread to end
+        (freeing it under them would crash the process)."""
+        with self._lock:
+            llm, self._llm = self._llm, None  # type: ignore[assignment]
         if llm is not None:
             llm.close()
 

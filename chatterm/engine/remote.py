@@ -394,5 +394,9 @@ class RemoteEngine:
                 pieces.append(TokenPiece(token_id(item), str(piece)))
         return pieces
 
+    def warm(self, messages: Sequence[ChatMessage]) -> int:
+        """Nothing to do here: a server keeps (or drops) its own prompt cache."""
+        return 0
+
     def close(self) -> None:
         self._client.close()

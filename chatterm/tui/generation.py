@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,8 @@ def stream_reply(
     first_token_at: float | None = None  # the live rate counts from here, not from the prefill
     progress_at = 0.0
     probs = ProbCollector(job.engine) if job.top_logprobs else None
+    reply: list[str] = []
+    finished: Finished | None = None
 
     def flush() -> None:
         nonlocal progress_at
@@ -102,6 +105,7 @@ def stream_reply(
                     first_token_at = time.monotonic()
                 if probs is not None:
                     probs.add(event)
+                reply.append(event.text)
                 if batcher.add(event.text):
                     flush()
             elif isinstance(event, PromptReady):
@@ -109,6 +113,12 @@ def stream_reply(
             elif isinstance(event, Finished):
                 flush()
                 post(ReplyFinished(job.reply_id, event))
+                finished = event
     except ChattermError as exc:  # context overflow, broken chat template: raised before tokens
         flush()
         post(ReplyFailed(job.reply_id, str(exc)))
+        return
+    if finished is not None and finished.error is None:
+        # While the user reads and types, get the next turn's opening into the KV cache.
+        with suppress(ChattermError):  # only an optimisation: the next reply works without it
+            job.engine.warm([*job.messages, ChatMessage("assistant", "".join(reply))])

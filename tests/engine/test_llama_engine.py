@@ -73,6 +73,42 @@ def test_second_turn_reuses_kv_cache(real_engine):
     assert events2[-1].stats.cached_tokens == ready.cached_tokens
 
 
+def test_warm_prefills_the_next_turns_opening_and_changes_nothing_else(starter_path):
+    from chatterm.engine.llama_engine import LlamaEngine
+
+    first = [ChatMessage("system", "You are terse."), ChatMessage("user", "Name a fruit.")]
+    warm = LlamaEngine(starter_path, n_ctx=2048)
+    cold = LlamaEngine(starter_path, n_ctx=2048)
+    try:
+        _, reply = run(warm, first)
+        history = [*first, ChatMessage("assistant", reply)]
+        evaluated = warm.warm(history)
+        # <|im_end|>, "\n", <|im_start|>, "user", "\n": the reply's end and the next turn's start
+        assert evaluated == 5
+        assert warm.warm(history) == 1, "a second warm-up finds its work done (one re-read)"
+        second = [*history, ChatMessage("user", "Another one?")]
+        events, warmed_text = run(warm, second)
+        # Only the user's words and the assistant scaffold after them are left to evaluate.
+        user_and_after = len(warm.render(second).tokens) - events[0].cached_tokens
+        after = warm.token_ids("<|im_end|>\n<|im_start|>assistant\n", special=True)
+        assert user_and_after == len(warm.token_ids("Another one?")) + len(after)
+        _, cold_text = run(cold, second)
+        assert warmed_text == cold_text, "warming changes when tokens are evaluated, not what"
+    finally:
+        warm.close()
+        cold.close()
+
+
+def test_warm_after_close_or_with_a_full_window_does_nothing(starter_path):
+    from chatterm.engine.llama_engine import LlamaEngine
+
+    engine = LlamaEngine(starter_path, n_ctx=256)
+    long = [ChatMessage("user", "word " * 300), ChatMessage("assistant", "ok")]
+    assert engine.warm(long) == 0
+    engine.close()
+    assert engine.warm([ChatMessage("user", "hi"), ChatMessage("assistant", "hello")]) == 0
+
+
 def test_cancel_stops_between_tokens(real_engine):
     cancel = threading.Event()
     seen = 0

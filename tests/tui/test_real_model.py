@@ -46,6 +46,26 @@ async def test_send_and_stream_on_the_real_model(make, real_engine, greedy, seen
     assert json.loads(reply["sampling"])["temperature"] == 0
 
 
+async def test_the_second_turn_on_the_real_model_finds_its_opening_evaluated(
+    make, starter_path, greedy, seen
+):
+    from chatterm.engine.llama_engine import LlamaEngine
+
+    engine = LlamaEngine(starter_path, n_ctx=2048)  # its own: its KV cache is what is tested
+    try:
+        app = make(engine=engine)
+        async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+            await send(pilot, "Name a fruit.")
+            await send(pilot, "Another one?")
+        user = engine.token_ids("Another one?")
+        after = engine.token_ids("<|im_end|>\n<|im_start|>assistant\n", special=True)
+    finally:
+        engine.close()
+    second = seen.of(PromptEvaluated)[-1].prompt
+    # Left for the second reply: the user's words and the scaffold after them, nothing before.
+    assert second.prompt_tokens - second.cached_tokens == len(user) + len(after)
+
+
 async def test_escape_stops_the_real_model_mid_reply(make, real_engine, greedy, seen):
     app = make(engine=real_engine)
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:

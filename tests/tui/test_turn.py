@@ -190,6 +190,23 @@ async def test_history_includes_earlier_turns(make, fake):
     assert sent == [("user", "first"), ("assistant", "One."), ("user", "second")]
 
 
+async def test_after_each_reply_the_engine_warms_up_for_the_next_turn(make, fake):
+    fake.enqueue("One.", "Two.")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "first")
+        await wait_until(pilot, lambda: len(fake.warmed) == 1)
+        await send(pilot, "second")
+        await wait_until(pilot, lambda: len(fake.warmed) == 2)
+    # The conversation as the next turn will send it: what was asked, then the saved reply.
+    assert [(m.role, m.content) for m in fake.warmed[-1]] == [
+        ("user", "first"),
+        ("assistant", "One."),
+        ("user", "second"),
+        ("assistant", "Two."),
+    ]
+
+
 async def test_an_open_code_fence_streams_as_plain_text_and_renders_once_at_the_end(
     make, fake, seen
 ):
