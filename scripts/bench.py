@@ -9,13 +9,14 @@ slows every contender alike):
    on one loaded model; and ``chatterm ask --json`` vs the bare loop, each in a fresh process;
 2. time to first token when a fresh process continues a ~1,500-token conversation with the
    KV-state cache vs prefilling it from scratch (and that both replies are identical);
-3. time to first token at turn 10 vs turn 1 of one conversation in one process;
+3. time to first token at turn 10 vs turn 1 of one conversation in one process, run as the chat
+   app runs it (warming the engine for the next turn after each reply), and without the warm-up;
 4. ``chatterm --help`` wall time, and ``chatterm ask`` process start → first token vs the bare
    process's model load + prefill;
 5. peak RSS of ``chatterm ask`` vs the bare loop in a fresh process at the same n_ctx;
 6. the machine: llama.cpp's CPU features and the thread count chatterm chose.
 
-Usage: python scripts/bench.py [--model X.gguf] [--reps 3] [--json]
+Usage: python scripts/bench.py [--model X.gguf] [--reps 5] [--tokens 256] [--json]
 """
 
 from __future__ import annotations
@@ -307,7 +308,14 @@ class Bench:
 
     def env(self, home: str = "home") -> dict[str, str]:
         env = {**os.environ, "CHATTERM_HOME": str(self.work / home), "PYTHONPATH": str(REPO)}
-        for var in ("CHATTERM_MODEL", "CHATTERM_CTX_SIZE", "CHATTERM_THREADS"):
+        # Children cache their bytecode as any installed Python program does; without that
+        # (some CI images set this) every start recompiles chatterm's modules: +60 ms here.
+        for var in (
+            "CHATTERM_MODEL",
+            "CHATTERM_CTX_SIZE",
+            "CHATTERM_THREADS",
+            "PYTHONDONTWRITEBYTECODE",
+        ):
             env.pop(var, None)
         return env
 
@@ -637,62 +645,82 @@ class Bench:
     # 3. turn 10 vs turn 1 --------------------------------------------------------------
 
     def turns(self) -> None:
+        """Ten turns of one chat in one engine, as the chat app runs them: after each reply
+        it warms the engine for the next turn (``Engine.warm``) while the user types. The
+        same chat without the warm-up is measured too, for comparison."""
+        runs: dict[str, list[float]] = {
+            k: [] for k in ("turn1", "turn10", "cold1", "cold10", "bare1", "bare10")
+        }
+        evaluated: dict[str, list[int]] = {"turn1": [], "turn10": [], "cold10": []}
+        depth10: list[int] = []
+        lengths: set[int] = set()
+        for rep in range(self.reps):
+            for warm in (True, False):
+                ttfts, ready, prompts = self.chat_turns(rep, warm, lengths)
+                key1, key10 = ("turn1", "turn10") if warm else ("cold1", "cold10")
+                runs[key1].append(ttfts[0])
+                runs[key10].append(ttfts[-1])
+                evaluated[key10].append(ready[9].prompt_tokens - ready[9].cached_tokens)
+                if warm:
+                    evaluated["turn1"].append(ready[0].prompt_tokens - ready[0].cached_tokens)
+                    depth10.append(ready[9].prompt_tokens)
+                    warm_prompts = prompts
+            # llama.cpp's own cost for the same work: the same new tokens at the same depths.
+            runs["bare1"].append(self.bare_prefill(*warm_prompts[0]))
+            runs["bare10"].append(self.bare_prefill(*warm_prompts[9]))
+            self.log(
+                f"turns rep {rep + 1}: turn 1 {runs['turn1'][-1] * 1000:.0f} ms, turn 10 "
+                f"{runs['turn10'][-1] * 1000:.0f} ms (without warm-up "
+                f"{runs['cold10'][-1] * 1000:.0f} ms); bare prefill of the same tokens "
+                f"{runs['bare1'][-1] * 1000:.0f} / {runs['bare10'][-1] * 1000:.0f} ms"
+            )
+        self.results["turns"] = {
+            "turn1_ttft_s": median(runs["turn1"]),
+            "turn10_ttft_s": median(runs["turn10"]),
+            "cold_turn10_ttft_s": median(runs["cold10"]),
+            "user_message_tokens": sorted(lengths),
+            "evaluated_tokens": {k: median(v) for k, v in evaluated.items()},
+            "turn10_prompt_tokens": median(depth10),
+            "bare_turn1_s": median(runs["bare1"]),
+            "bare_turn10_s": median(runs["bare10"]),
+            "runs": runs,
+        }
+
+    def chat_turns(
+        self, rep: int, warm: bool, lengths: set[int]
+    ) -> tuple[list[float], list[Any], dict[int, tuple[tuple[int, ...], int]]]:
+        """One ten-turn chat from an empty cache: each turn's TTFT and ``PromptReady``, and
+        turns 1 and 10's prompts with their cached prefix (for the bare comparison)."""
         from chatterm.engine.events import ChatMessage, PromptReady, Token
         from chatterm.sampling import SamplingSettings
 
         engine = self.engine
         sampling = SamplingSettings(temperature=0, seed=1, max_tokens=24)
-        first_t, tenth_t, lengths = [], [], set()
-        evaluated: dict[str, list[int]] = {"turn1": [], "turn10": []}
-        depth10: list[int] = []
-        bare1, bare10 = [], []
-        for rep in range(self.reps):
-            engine.llama.reset()
-            prompts: dict[int, tuple[tuple[int, ...], int]] = {}
-            history = [ChatMessage("system", "You are a helpful assistant.")]
-            ttfts = []
-            ready: Any = None
-            for turn in range(10):
-                topic = TOPICS[(turn + rep) % len(TOPICS)]
-                text = f"Turn {turn:02d}. In two short sentences, what should I know about "
-                text += f"{topic}?"
-                history.append(ChatMessage("user", text))
-                lengths.add(len(engine.token_ids(text)))
-                parts, t0, first = [], time.perf_counter(), 0.0
-                for event in engine.generate(history, sampling):
-                    if isinstance(event, Token):
-                        if not first:
-                            first = time.perf_counter() - t0
-                        parts.append(event.text)
-                    elif isinstance(event, PromptReady):
-                        ready = event
-                ttfts.append(first)
-                if turn in (0, 9):
-                    evaluated[f"turn{turn + 1}"].append(ready.prompt_tokens - ready.cached_tokens)
-                    prompts[turn] = (engine.render(history).tokens, ready.cached_tokens)
-                depth = ready.prompt_tokens
-                history.append(ChatMessage("assistant", "".join(parts)))
-            first_t.append(ttfts[0])
-            tenth_t.append(ttfts[-1])
-            depth10.append(depth)
-            # llama.cpp's own cost for the same work: the same new tokens at the same depths.
-            bare1.append(self.bare_prefill(*prompts[0]))
-            bare10.append(self.bare_prefill(*prompts[9]))
-            self.log(
-                f"turns rep {rep + 1}: turn 1 {ttfts[0] * 1000:.0f} ms, "
-                f"turn 10 {ttfts[-1] * 1000:.0f} ms; bare prefill of the same tokens "
-                f"{bare1[-1] * 1000:.0f} / {bare10[-1] * 1000:.0f} ms"
-            )
-        self.results["turns"] = {
-            "turn1_ttft_s": median(first_t),
-            "turn10_ttft_s": median(tenth_t),
-            "user_message_tokens": sorted(lengths),
-            "evaluated_tokens": {k: median(v) for k, v in evaluated.items()},
-            "turn10_prompt_tokens": median(depth10),
-            "bare_turn1_s": median(bare1),
-            "bare_turn10_s": median(bare10),
-            "runs": {"turn1": first_t, "turn10": tenth_t, "bare1": bare1, "bare10": bare10},
-        }
+        engine.llama.reset()
+        history = [ChatMessage("system", "You are a helpful assistant.")]
+        ttfts: list[float] = []
+        readies: list[Any] = []
+        prompts: dict[int, tuple[tuple[int, ...], int]] = {}
+        for turn in range(10):
+            topic = TOPICS[(turn + rep) % len(TOPICS)]
+            text = f"Turn {turn:02d}. In two short sentences, what should I know about {topic}?"
+            history.append(ChatMessage("user", text))
+            lengths.add(len(engine.token_ids(text)))
+            parts, t0, first = [], time.perf_counter(), 0.0
+            for event in engine.generate(history, sampling):
+                if isinstance(event, Token):
+                    if not first:
+                        first = time.perf_counter() - t0
+                    parts.append(event.text)
+                elif isinstance(event, PromptReady):
+                    readies.append(event)
+            ttfts.append(first)
+            if turn in (0, 9):
+                prompts[turn] = (engine.render(history).tokens, readies[-1].cached_tokens)
+            history.append(ChatMessage("assistant", "".join(parts)))
+            if warm:
+                engine.warm(history)
+        return ttfts, readies, prompts
 
     def bare_prefill(self, tokens: Sequence[int], cached: int) -> float:
         """Seconds for ``Llama.eval`` of ``tokens[cached:]`` on top of ``tokens[:cached]``,
@@ -754,6 +782,13 @@ class Bench:
                 1.2,
             ),
             (
+                "TTFT turn 10 / turn 1, without the warm-up",
+                t["cold_turn10_ttft_s"],
+                t["turn1_ttft_s"],
+                "info",
+                None,
+            ),
+            (
                 "TTFT turn 10 / turn 1, bare Llama.eval of the same tokens",
                 t["bare_turn10_s"],
                 t["bare_turn1_s"],
@@ -787,6 +822,7 @@ class Bench:
             (hi(dr["engine"]), hi(dr["eval"])),
             (lo(rr["cached"]), lo(rr["cold"])),
             (lo(tr["turn10"]), lo(tr["turn1"])),
+            (lo(tr["cold10"]), lo(tr["turn1"])),
             (lo(tr["bare10"]), lo(tr["bare1"])),
             (lo(r["help"]["runs"]), None),
             (lo(pr["ask_first_s"]), lo(pr["bare_load_s"]) + lo(pr["bare_prefill_s"])),
@@ -909,7 +945,13 @@ def median_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
             "TTFT turn 1 / turn 10",
             f"{t['turn1_ttft_s']:.3f} s / {t['turn10_ttft_s']:.3f} s (prefilled "
             f"{t['evaluated_tokens']['turn1']:.0f} / {t['evaluated_tokens']['turn10']:.0f} "
-            f"tokens; turn 10 at {t['turn10_prompt_tokens']:.0f} tokens of context)",
+            f"tokens; turn 10 at {t['turn10_prompt_tokens']:.0f} tokens of context; "
+            f"user messages {'/'.join(map(str, t['user_message_tokens']))} tokens)",
+        ),
+        (
+            "turn 10 without the warm-up",
+            f"{t['cold_turn10_ttft_s']:.3f} s (prefilled "
+            f"{t['evaluated_tokens']['cold10']:.0f} tokens)",
         ),
         (
             "bare Llama.eval of the same tokens",
@@ -989,8 +1031,8 @@ def print_markdown(report: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="GGUF file (default: the embedded starter model)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per measure (3)")
-    parser.add_argument("--tokens", type=int, default=128, help="tokens to generate (128)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per measure (5)")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens to generate (256)")
     parser.add_argument("--ctx", type=int, default=4096, help="context window (4096)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: chatterm's choice)")
     parser.add_argument(
