@@ -6,7 +6,7 @@ settings the same way: flags > environment > config.toml > persona > defaults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,22 @@ def resolve(options: EngineOptions, config: Config | None = None) -> ModelEntry:
         endpoint, model = remote
         return ModelEntry(f"{endpoint.name}/{model}", endpoint.base_url, source="remote")
     return resolve_model(options.model, config.default_model)
+
+
+def continued_model(used: Sequence[str], config: Config) -> tuple[str | None, str | None]:
+    """The first of a continued conversation's models (see ``ExchangeRecorder.models_used``)
+    that can still be loaded, and a note to show when none can (the default answers then)."""
+    from chatterm.errors import ChattermError
+
+    for model in used:
+        try:
+            resolve(EngineOptions(model=model), config)
+        except ChattermError:
+            continue
+        return model, None
+    if not used:
+        return None, None
+    return None, f"this conversation used {used[0]}, which is not available; using the default"
 
 
 def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
@@ -70,10 +86,19 @@ def sampling_settings(
     config: Config | None = None,
     persona_defaults: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    saved: Mapping[str, Any] | None = None,
 ) -> SamplingSettings:
-    """Defaults < config.toml [sampling] < persona front matter < explicit flags."""
+    """Defaults < config.toml [sampling] < a continued conversation's ``saved`` settings <
+    persona front matter < explicit flags.
+
+    A saved seed is not carried over: it is usually the concrete draw of a random seed, and
+    reusing it would make every continuation sample alike."""
     config = config or load_config()
     settings = SamplingSettings().merge(config.sampling)
+    if saved:
+        kept = SamplingSettings.from_dict(saved).to_dict()
+        settings = settings.merge({k: v for k, v in kept.items() if k in saved and k != "seed"})
     if persona_defaults:
         settings = settings.merge(persona_defaults)
     if overrides:

@@ -97,7 +97,10 @@ def ask(
     ),
     no_save: bool = typer.Option(False, "--no-save", help="Do not save this exchange."),
     continue_last: bool = typer.Option(
-        False, "-c", "--continue", help="Continue the most recent conversation."
+        False,
+        "-c",
+        "--continue",
+        help="Continue the most recent conversation, with its model and settings.",
     ),
     conversation: str = typer.Option(
         None, "--conversation", metavar="ID", help="Continue this conversation (id or prefix)."
@@ -123,12 +126,28 @@ def ask(
     """
     from chatterm.cli.prompts_cmd import compose_request
     from chatterm.config import load_config
-    from chatterm.services import EngineOptions, load_engine, sampling_settings
+    from chatterm.services import (
+        EngineOptions,
+        continued_model,
+        load_engine,
+        sampling_settings,
+    )
 
     composed = compose_request(prompt, persona, template, var, system)
     if not composed.user.strip():
         raise UsageError('nothing to ask: give a prompt, e.g. chatterm ask "why is the sky blue?"')
     config = load_config()
+    from chatterm.store.recorder import ExchangeRecorder
+
+    recorder = ExchangeRecorder.for_ask(
+        save=not no_save, continue_last=continue_last, conversation_id=conversation, warn=_warn
+    )
+    continued = recorder.conversation
+    if continued is not None and model is None:
+        # Keep the conversation's model (and with it the KV state saved for it).
+        model, note = continued_model(recorder.models_used(), config)
+        if note:
+            _warn(note)
     settings = sampling_settings(
         config,
         composed.settings,
@@ -144,12 +163,8 @@ def ask(
             max_tokens=max_tokens,
             stop=tuple(stop) if stop else None,
         ),
+        saved=continued.sampling if continued is not None else None,
     ).resolved_seed()
-    from chatterm.store.recorder import ExchangeRecorder
-
-    recorder = ExchangeRecorder.for_ask(
-        save=not no_save, continue_last=continue_last, conversation_id=conversation, warn=_warn
-    )
     messages = recorder.messages(composed.system, composed.user)
 
     status = _Status(enabled=sys.stderr.isatty())

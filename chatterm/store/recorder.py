@@ -117,6 +117,18 @@ class ExchangeRecorder:
         path = self.store.active_path(self.conversation.id)
         return [m.to_chat() for m in path if m.role != "system" and (m.content or m.role == "user")]
 
+    def models_used(self) -> list[str]:
+        """How the continued conversation named its model, most telling first: the name it
+        was saved under, then the file its latest reply came from (a model given by path is
+        saved under its file name, which names nothing on its own)."""
+        if self.conversation is None:
+            return []
+        found = [self.conversation.model]
+        if self.store is not None:
+            paths = [m.model_path for m in self.store.active_path(self.conversation.id)]
+            found += [p for p in paths if p][-1:]
+        return [m for m in found if m]
+
     def messages(self, system: str | None, user: str) -> list[ChatMessage]:
         """What to send: the system prompt (``system``, else the continued conversation's),
         the continued conversation's history, then the new user message."""

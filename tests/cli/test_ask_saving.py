@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from chatterm import paths
 from chatterm.store import ConversationStore
 from tests.conftest import REPO, run_cli
 from tests.store.conftest import exchange
@@ -107,6 +108,32 @@ def test_conversation_option_continues_a_given_one_by_prefix():
     with ConversationStore() as store:
         contents = [m.content for m in store.active_path(older)]
     assert contents[:3] == ["First topic.", "One.", "More."]
+
+
+def test_continue_keeps_the_conversations_model_and_settings(starter_path):
+    first = _ask_json("-m", str(starter_path), "--top-k", "7", "-n", "3", "Name a fruit.")
+    # The default model now is one that does not exist: a new question cannot be answered...
+    config = paths.config_file()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('default_model = "gone/model"\n', encoding="utf-8")
+    assert run_cli("ask", "-n", "2", "Hi").returncode == 3
+    # ...but continuing the conversation uses the model and settings it was started with.
+    again = _ask_json("-c", "-n", "4", "Another one?")
+    assert again["conversation_id"] == first["conversation_id"]
+    assert again["model"] == first["model"]
+    assert again["settings"]["top_k"] == 7 and again["settings"]["max_tokens"] == 4
+    # An explicit flag still wins.
+    assert _ask_json("-c", "--top-k", "3", "-n", "2", "And?")["settings"]["top_k"] == 3
+
+
+def test_continue_when_the_conversations_model_is_gone_says_so_and_uses_the_default():
+    seeded = _seed(None, "Hi.", "Hello.")
+    with ConversationStore() as store:
+        store.update_conversation(seeded, model="someone/deleted-model:Q4_K_M")
+    result = run_cli("ask", *GREEDY, "--json", "-c", "-n", "2", "Still there?")
+    assert result.returncode == 0, result.stderr
+    assert "someone/deleted-model:Q4_K_M, which is not available" in result.stderr
+    assert json.loads(result.stdout)["conversation_id"] == seeded
 
 
 def test_continue_without_history_or_with_a_bad_id_is_a_usage_error():
