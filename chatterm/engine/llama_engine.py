@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatterm.engine import chat_template
 from chatterm.engine.base import RenderedPrompt, TokenPiece
+from chatterm.engine.compute_thread import ComputeThread, EitherSet
 from chatterm.engine.events import (
     Candidate,
     ChatMessage,
@@ -122,6 +123,7 @@ class LlamaEngine:
         self.gpu_layers = gpu_layers
         self.flash_attn = flash_attn
         self._lock = threading.Lock()
+        self._compute = ComputeThread()
         self._last_drop: tuple[str, int] | None = None
 
         import llama_cpp
@@ -158,7 +160,7 @@ class LlamaEngine:
         self._bos = model.token_get_text(model.token_bos()) if model.token_bos() != -1 else ""
         self._eos = model.token_get_text(model.token_eos()) if model.token_eos() != -1 else ""
         self._add_bos = bool(model.add_bos_token())
-        self._piece_buf = ctypes.create_string_buffer(256)
+        self._local = threading.local()
         self.kv_cache = kv_cache
         self.kv_cache_key = ""
         if kv_cache is not None:
@@ -198,15 +200,17 @@ class LlamaEngine:
     def _piece_bytes(self, token_id: int) -> bytes:
         import llama_cpp
 
-        n = llama_cpp.llama_token_to_piece(
-            self._vocab, token_id, self._piece_buf, len(self._piece_buf), 0, False
-        )
+        # One buffer per thread: replies stream on the compute thread while the UI looks
+        # tokens up (probabilities, token chips) on its own.
+        local = self._local
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
         if n < 0:
-            self._piece_buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(
-                self._vocab, token_id, self._piece_buf, len(self._piece_buf), 0, False
-            )
-        return self._piece_buf.raw[:n]
+            buf = local.buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
+        return buf.raw[:n]
 
     def _special_text(self, token_id: int) -> bytes:
         import llama_cpp
@@ -433,10 +437,10 @@ class LlamaEngine:
         """Bring the KV cache to ``tokens`` (reusing its prefix); return how many were cached.
         Caller holds ``lock``."""
         cached = self._prepare_cache(tokens)
-        self._eval_chunks(tokens[cached:], cancel)
+        self._compute.call(self._eval_chunks, tokens[cached:], cancel)
         return cached
 
-    def _eval_chunks(self, todo: Sequence[int], cancel: threading.Event | None) -> bool:
+    def _eval_chunks(self, todo: Sequence[int], cancel: threading.Event | EitherSet | None) -> bool:
         """Evaluate in 512-token chunks so a cancel takes effect during a long prefill."""
         for i in range(0, len(todo), 512):
             if cancel is not None and cancel.is_set():
@@ -467,7 +471,7 @@ class LlamaEngine:
             if len(tokens) + MIN_REPLY_TOKENS >= self.n_ctx:
                 return 0  # the next turn drops history anyway: nothing here would be reused
             cached = self._prepare_cache(tokens)
-            self._eval_chunks(tokens[cached:], None)
+            self._compute.call(self._eval_chunks, tokens[cached:], None)
             return len(tokens) - cached
 
     def generate(
@@ -484,7 +488,13 @@ class LlamaEngine:
         with self._lock:
             reserve = max(MIN_REPLY_TOKENS, min(sampling.max_tokens, self.n_ctx // 4))
             prompt, dropped = self.fit(messages, reserve)
-            yield from self._run(prompt, dropped, sampling, top_logprobs, cancel, llama_cpp)
+            # The token loop runs on the compute thread (see compute_thread); ``stop`` is set
+            # when the caller stops iterating early.
+            yield from self._compute.stream(
+                lambda stop: self._run(
+                    prompt, dropped, sampling, top_logprobs, EitherSet(cancel, stop), llama_cpp
+                )
+            )
 
     def _run(
         self,
@@ -492,7 +502,7 @@ class LlamaEngine:
         dropped: int,
         sampling: SamplingSettings,
         top_logprobs: int,
-        cancel: threading.Event | None,
+        cancel: EitherSet,
         llama_cpp: Any,
     ) -> Iterator[Event]:
         llm = self._llm
@@ -533,7 +543,7 @@ class LlamaEngine:
             batch_token, batch_pos = batch.token, batch.pos
             n_past = llm.n_tokens
             while True:
-                if cancel is not None and cancel.is_set():
+                if cancel.is_set():
                     reason = "cancelled"
                     break
                 prob: float | None = None
@@ -610,6 +620,7 @@ class LlamaEngine:
             llm, self._llm = self._llm, None  # type: ignore[assignment]
         if llm is not None:
             llm.close()
+            self._compute.close()
 
 
 def _common_prefix(cached: Any, tokens: Sequence[int]) -> int:

@@ -99,6 +99,63 @@ def test_warm_prefills_the_next_turns_opening_and_changes_nothing_else(starter_p
         cold.close()
 
 
+def test_llama_compute_runs_on_one_thread_whichever_thread_asks(starter_path, monkeypatch):
+    """OpenMP keeps a team of helper threads per calling thread; two teams on two cores made
+    every later reply in the chat app about three times slower. So all decoding runs on the
+    engine's own thread, whoever calls."""
+    import llama_cpp
+
+    from chatterm.engine.llama_engine import LlamaEngine
+
+    decoders: set[int] = set()
+    real_decode = llama_cpp.llama_decode
+
+    def decode(*args):
+        decoders.add(threading.get_ident())
+        return real_decode(*args)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", decode)  # the engine's token loop
+    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_decode", decode)  # Llama.eval (prefill)
+    engine = LlamaEngine(starter_path, n_ctx=512)
+    try:
+        first = [ChatMessage("user", "Name a fruit.")]
+        texts: list[str] = []
+
+        def reply(messages):
+            texts.append(run(engine, messages)[1])
+
+        for messages in (first, first):  # two pool threads, as the chat app's workers are
+            worker = threading.Thread(target=reply, args=(messages,))
+            worker.start()
+            worker.join()
+        engine.warm([*first, ChatMessage("assistant", texts[0])])  # and the main thread
+        with engine.lock:
+            engine.prefill(engine.render(first).tokens)
+    finally:
+        engine.close()
+    assert texts[0] == texts[1] and texts[0]
+    assert len(decoders) == 1 and threading.get_ident() not in decoders
+
+
+def test_a_consumer_that_stops_early_releases_the_engine(starter_path):
+    from chatterm.engine.llama_engine import LlamaEngine
+
+    engine = LlamaEngine(starter_path, n_ctx=512)
+    try:
+        stream = engine.generate(
+            [ChatMessage("user", "Write a long story.")], GREEDY.replace(max_tokens=200)
+        )
+        for event in stream:
+            if isinstance(event, Token):
+                break
+        stream.close()  # the producer on the compute thread stops at its next token
+        assert not engine.lock.locked()
+        events, text = run(engine, [ChatMessage("user", "Name a fruit.")])
+        assert text and events[-1].reason in ("stop", "length")
+    finally:
+        engine.close()
+
+
 def test_warm_after_close_or_with_a_full_window_does_nothing(starter_path):
     from chatterm.engine.llama_engine import LlamaEngine
 
