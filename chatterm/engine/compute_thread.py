@@ -5,7 +5,8 @@ for every thread that has ever called ``llama_decode``. The chat app runs each r
 worker thread from a pool; once two pool threads had decoded, the process held two teams,
 more threads than cores, and OpenMP switched to sleeping between its barriers: decoding fell
 from ~70 to ~25 tok/s for the rest of the session. Running all compute on one thread keeps
-one team whichever thread asks.
+one team whichever thread asks. It is shared by all loaded models (the compare screen loads
+several), so there is one team per process.
 """
 
 from __future__ import annotations
@@ -88,5 +89,15 @@ class ComputeThread:
             stop.set()
             done.result()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
+
+_SHARED: ComputeThread | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> ComputeThread:
+    """The process's compute thread, started on first use."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = ComputeThread()
+        return _SHARED

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatterm.engine import chat_template
+from chatterm.engine import chat_template, compute_thread
 from chatterm.engine.base import RenderedPrompt, TokenPiece
-from chatterm.engine.compute_thread import ComputeThread, EitherSet
+from chatterm.engine.compute_thread import EitherSet
 from chatterm.engine.events import (
     Candidate,
     ChatMessage,
@@ -123,7 +123,7 @@ class LlamaEngine:
         self.gpu_layers = gpu_layers
         self.flash_attn = flash_attn
         self._lock = threading.Lock()
-        self._compute = ComputeThread()
+        self._compute = compute_thread.shared()
         self._last_drop: tuple[str, int] | None = None
 
         import llama_cpp
@@ -620,7 +620,6 @@ class LlamaEngine:
             llm, self._llm = self._llm, None  # type: ignore[assignment]
         if llm is not None:
             llm.close()
-            self._compute.close()
 
 
 def _common_prefix(cached: Any, tokens: Sequence[int]) -> int:

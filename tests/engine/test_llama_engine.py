@@ -105,6 +105,7 @@ def test_llama_compute_runs_on_one_thread_whichever_thread_asks(starter_path, mo
     engine's own thread, whoever calls."""
     import llama_cpp
 
+    from chatterm.engine import compute_thread
     from chatterm.engine.llama_engine import LlamaEngine
 
     decoders: set[int] = set()
@@ -135,6 +136,7 @@ def test_llama_compute_runs_on_one_thread_whichever_thread_asks(starter_path, mo
         engine.close()
     assert texts[0] == texts[1] and texts[0]
     assert len(decoders) == 1 and threading.get_ident() not in decoders
+    assert decoders == {compute_thread.shared()._ident}, "one thread for every model"
 
 
 def test_a_consumer_that_stops_early_releases_the_engine(starter_path):
