@@ -357,7 +357,7 @@ def distribution_after(
             f"the prompt needs {len(tokens)} tokens but the context window is {engine.n_ctx}; "
             "shorten it or raise --ctx-size"
         )
-    with engine.lock:  # the piece lookups share a buffer with generation: keep them inside
+    with engine.lock:  # a reply in another thread must not move the logits under us
         engine.prefill(list(tokens))
         logits = np.array(engine.logits(), dtype=np.float32, copy=True)
         return Distribution.from_logits(
