@@ -160,6 +160,35 @@ def wrap(spec: dict[str, Any]) -> None:
     )
 
 
+@dataclass
+class TimedReply:
+    text: str
+    first_s: float  # generate() called → first token
+    ready: Any  # the PromptReady event
+    finished: Any  # the Finished event
+
+
+def timed_reply(engine: Any, messages: Sequence[Any], sampling: Any) -> TimedReply:
+    """Run one reply to the end, timing its first token."""
+    from chatterm.engine.events import Finished, PromptReady, Token
+
+    parts: list[str] = []
+    ready = finished = None
+    first = 0.0
+    t0 = time.perf_counter()
+    for event in engine.generate(messages, sampling):
+        if isinstance(event, Token):
+            if not first:
+                first = time.perf_counter() - t0
+            parts.append(event.text)
+        elif isinstance(event, PromptReady):
+            ready = event
+        elif isinstance(event, Finished):
+            finished = event
+    assert ready is not None and finished is not None
+    return TimedReply("".join(parts), first, ready, finished)
+
+
 def last_json(text: str) -> dict[str, Any]:
     for line in reversed(text.strip().splitlines()):
         if line.startswith("{"):
@@ -225,7 +254,7 @@ def child_resume(spec: dict[str, Any]) -> None:
     import dataclasses
 
     from chatterm.config import load_config
-    from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
+    from chatterm.engine.events import ChatMessage, Token
     from chatterm.sampling import SamplingSettings
     from chatterm.services import EngineOptions, load_engine
 
@@ -240,27 +269,14 @@ def child_resume(spec: dict[str, Any]) -> None:
     load_s = time.perf_counter() - t0
     messages = [ChatMessage(m["role"], m["content"]) for m in spec["messages"]]
     sampling = SamplingSettings(temperature=0, seed=1, max_tokens=spec["max_tokens"])
-    parts: list[str] = []
-    ready = finished = None
-    first = 0.0
-    t1 = time.perf_counter()
-    for event in engine.generate(messages, sampling):
-        if isinstance(event, Token):
-            if not first:
-                first = time.perf_counter() - t1
-            parts.append(event.text)
-        elif isinstance(event, PromptReady):
-            ready = event
-        elif isinstance(event, Finished):
-            finished = event
-    assert ready is not None and finished is not None
+    reply = timed_reply(engine, messages, sampling)
     result = {
         "load_s": load_s,
-        "ttft_s": first,
-        "prompt_tokens": ready.prompt_tokens,
-        "cached_tokens": ready.cached_tokens,
-        "text": "".join(parts),
-        "reason": finished.reason,
+        "ttft_s": reply.first_s,
+        "prompt_tokens": reply.ready.prompt_tokens,
+        "cached_tokens": reply.ready.cached_tokens,
+        "text": reply.text,
+        "reason": reply.finished.reason,
     }
     if spec.get("then"):
         # Continue in this process from the in-memory KV cache, with saving off so the state
@@ -696,7 +712,7 @@ class Bench:
     ) -> tuple[list[float], list[Any], dict[int, tuple[tuple[int, ...], int]]]:
         """One ten-turn chat from an empty cache: each turn's TTFT and ``PromptReady``, and
         turns 1 and 10's prompts with their cached prefix (for the bare comparison)."""
-        from chatterm.engine.events import ChatMessage, PromptReady, Token
+        from chatterm.engine.events import ChatMessage
         from chatterm.sampling import SamplingSettings
 
         engine = self.engine
@@ -711,18 +727,12 @@ class Bench:
             text = f"Turn {turn:02d}. In two short sentences, what should I know about {topic}?"
             history.append(ChatMessage("user", text))
             lengths.add(len(engine.token_ids(text)))
-            parts, t0, first = [], time.perf_counter(), 0.0
-            for event in engine.generate(history, sampling):
-                if isinstance(event, Token):
-                    if not first:
-                        first = time.perf_counter() - t0
-                    parts.append(event.text)
-                elif isinstance(event, PromptReady):
-                    readies.append(event)
-            ttfts.append(first)
+            reply = timed_reply(engine, history, sampling)
+            ttfts.append(reply.first_s)
+            readies.append(reply.ready)
             if turn in (0, 9):
-                prompts[turn] = (engine.render(history).tokens, readies[-1].cached_tokens)
-            history.append(ChatMessage("assistant", "".join(parts)))
+                prompts[turn] = (engine.render(history).tokens, reply.ready.cached_tokens)
+            history.append(ChatMessage("assistant", reply.text))
             if warm:
                 engine.warm(history)
         return ttfts, readies, prompts
