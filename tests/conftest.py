@@ -18,6 +18,9 @@ import pytest
 from chatterm.catalog import starter_model_path
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_THREADS = os.environ.get("CHATTERM_TEST_THREADS", "")
+"""Threads for every model the tests load (unset: chatterm's default). For running tests beside
+other work on a small machine, where llama.cpp's threads would otherwise fight for the cores."""
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +30,8 @@ def chatterm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CHATTERM_HOME", str(home))
     for var in ("CHATTERM_MODEL", "CHATTERM_CTX_SIZE", "CHATTERM_THREADS", "CHATTERM_GPU_LAYERS"):
         monkeypatch.delenv(var, raising=False)
+    if TEST_THREADS:
+        monkeypatch.setenv("CHATTERM_THREADS", TEST_THREADS)
     return home
 
 
@@ -45,7 +50,12 @@ def real_engine(starter_path: Path) -> Iterator[object]:
     sharing also exercises KV reuse across unrelated calls, as a long-running TUI does)."""
     from chatterm.engine.llama_engine import LlamaEngine
 
-    engine = LlamaEngine(starter_path, name="smollm2-135m-instruct", n_ctx=2048)
+    engine = LlamaEngine(
+        starter_path,
+        name="smollm2-135m-instruct",
+        n_ctx=2048,
+        threads=int(TEST_THREADS) if TEST_THREADS else None,
+    )
     yield engine
     engine.close()
 
