@@ -15,6 +15,7 @@ from chatterm import paths
 from chatterm.errors import UsageError
 
 DEFAULT_ENDPOINT_TIMEOUT = 300.0
+DEFAULT_ANSWER_TIMEOUT = 3600.0
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,13 +28,15 @@ class Endpoint:
     """An OpenAI-compatible server (llama-server, vLLM, Ollama…) whose models are addressed as
     ``NAME/MODEL``. Its API key is read from the environment variable named by ``api_key_env``
     and never from the file, so config.toml can be shared and the key never reaches history.
-    ``timeout`` is how long to wait for the next bytes of an answer (a long prefill on a big
-    model sends nothing for a while)."""
+    ``timeout`` is how long to wait for the next line of an answer (a long prefill on a big
+    model sends nothing for a while); ``answer_timeout`` bounds a whole answer, so a server
+    that trickles bytes or keep-alives forever is still cut off. Both in seconds."""
 
     name: str
     base_url: str
     api_key_env: str | None = None
     timeout: float = DEFAULT_ENDPOINT_TIMEOUT
+    answer_timeout: float = DEFAULT_ANSWER_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -116,18 +119,22 @@ def _endpoint(path: Path, name: str, spec: Any) -> Endpoint:
     base_url = str(spec["base_url"]).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise UsageError(f"{where}: base_url must start with http:// or https://")
-    unknown = sorted(set(spec) - {"base_url", "api_key_env", "timeout"})
+    known = ("base_url", "api_key_env", "timeout", "answer_timeout")
+    unknown = sorted(set(spec) - set(known))
     if unknown:
-        raise UsageError(
-            f"{where}: unknown key {unknown[0]!r} (known: base_url, api_key_env, timeout)"
-        )
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
     api_key_env = spec.get("api_key_env")
     if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
         raise UsageError(f"{where}: api_key_env must name an environment variable")
-    try:
-        timeout = float(spec.get("timeout", DEFAULT_ENDPOINT_TIMEOUT))
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}: timeout must be a number of seconds") from None
-    if not timeout > 0:
-        raise UsageError(f"{where}: timeout must be more than 0 seconds")
-    return Endpoint(name, base_url, api_key_env, timeout)
+    timeout = _seconds(where, spec, "timeout", DEFAULT_ENDPOINT_TIMEOUT)
+    answer_timeout = _seconds(where, spec, "answer_timeout", DEFAULT_ANSWER_TIMEOUT)
+    return Endpoint(name, base_url, api_key_env, timeout, answer_timeout)
+
+
+def _seconds(where: str, spec: dict[str, Any], key: str, default: float) -> float:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{where}: {key} must be a number of seconds")
+    if not 0 < value <= 7 * 86400:  # also refuses nan and inf
+        raise UsageError(f"{where}: {key} must be more than 0 seconds and at most a week")
+    return float(value)

@@ -20,6 +20,11 @@ class ChattermError(Exception):
     exit_code = EXIT_FAILURE
 
 
+class CapabilityError(ChattermError):
+    """The engine cannot do this at all (a server without a tokenizer endpoint cannot count
+    tokens). Not a failure: front ends say so once, where the result would have been."""
+
+
 class UsageError(ChattermError):
     """The user asked for something invalid (bad option value, unknown name)."""
 

@@ -42,13 +42,28 @@ def vendor_llama_cpp() -> Path:
     cache_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "--quiet", "--dest", tmp, f"llama-cpp-python=={ver}"],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--quiet",
+                "--dest",
+                tmp,
+                f"llama-cpp-python=={ver}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if done.returncode != 0 or not archives:
-            raise RuntimeError(f"pip download llama-cpp-python=={ver} failed: {done.stderr[-2000:]}")
+            raise RuntimeError(
+                f"pip download llama-cpp-python=={ver} failed: {done.stderr[-2000:]}"
+            )
         unpack = Path(tmp) / "unpacked"
         with tarfile.open(archives[0]) as tar:
             tar.extractall(unpack, filter="data")

@@ -12,7 +12,10 @@ partial answer and the user's message on one path.
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,23 +25,36 @@ from chatterm.engine.base import RenderedPrompt, TokenPiece
 from chatterm.engine.events import ChatMessage, Event, PromptReady
 from chatterm.engine.remote_http import (
     INSTALL_HINT,
+    Deadline,
     StreamedRequest,
+    endpoint_key,
     error_detail,
+    fetch,
     get_json,
+    get_models,
     http_error,
     httpx_module,
     list_remote_models,
     make_client,
-    model_entries,
+    redact,
     transport_error,
 )
-from chatterm.engine.remote_reply import ReplyReader, token_id
-from chatterm.errors import ChattermError, ModelError
+from chatterm.engine.remote_reply import KeyFilter, ReplyReader
+from chatterm.engine.remote_wire import (
+    ModelEntry,
+    Usage,
+    WireError,
+    parse_props_n_ctx,
+    parse_template,
+    parse_tokenize,
+)
+from chatterm.errors import CapabilityError, ChattermError, ModelError
 from chatterm.sampling import SamplingSettings
 
 __all__ = ["INSTALL_HINT", "KINDS", "RemoteEngine", "RemoteFeatureError", "list_remote_models"]
 
 PROBE_TIMEOUT = 30.0  # llama-cpp-python answers /models only between generations
+FINISH_GRACE_S = 2.0  # after the finish chunk, how long to wait for usage and [DONE]
 
 # Settings outside the OpenAI schema, with the value that means "off": unsent or ignored at
 # that value nothing is lost, so only other values are reported.
@@ -71,9 +87,9 @@ KINDS: dict[str, ServerKind] = {
 }
 
 
-def detect_kind(model_entry: Mapping[str, Any], base_url: str) -> ServerKind:
+def detect_kind(model_entry: ModelEntry | None, base_url: str) -> ServerKind:
     """Guess the server family from a ``/models`` entry (``owned_by`` differs per family)."""
-    owner = str(model_entry.get("owned_by", "")).lower()
+    owner = model_entry.owned_by.lower() if model_entry else ""
     if owner == "llamacpp":
         return KINDS["llama-server"]
     if owner == "vllm":
@@ -85,16 +101,20 @@ def detect_kind(model_entry: Mapping[str, Any], base_url: str) -> ServerKind:
     return KINDS["openai-compatible"]
 
 
-class RemoteFeatureError(ChattermError):
+class RemoteFeatureError(CapabilityError):
     """The server cannot do what a local model can (show tokens, render the prompt)."""
+
+
+class RemoteServerError(ChattermError):
+    """The server failed or answered in a shape it should not have (exit 1)."""
 
 
 class RemoteEngine:
     """A model on an OpenAI-compatible server; see :class:`chatterm.engine.base.Engine`.
 
     ``notes`` collects one-line remarks about settings the server does not apply (each
-    reported once); front ends show them with :meth:`pop_notes`. ``last_usage`` and
-    ``last_timings`` hold the server's own numbers from the latest reply, when it sent them.
+    reported once); front ends show them with :meth:`pop_notes`. ``last_usage`` holds the
+    server's own token counts from the latest reply, when it sent them.
     """
 
     def __init__(self, endpoint: Endpoint, model: str, *, n_ctx: int | None = None) -> None:
@@ -102,13 +122,14 @@ class RemoteEngine:
         self.model = model
         self.name = f"{endpoint.name}/{model}"
         self.notes: list[str] = []
-        self.last_usage: dict[str, Any] | None = None
-        self.last_timings: dict[str, Any] | None = None
+        self.last_usage: Usage | None = None
         self._pending_notes: list[str] = []
         self._reported: set[str] = set()
         self._dropped: set[str] = set()  # request fields this server refused
         self._lock = threading.Lock()
         self._client = make_client(endpoint, endpoint.timeout)
+        self._key = endpoint_key(endpoint)
+        self._redact = functools.partial(redact, key=self._key)
         self._n_ctx = n_ctx or 4096
         self.n_ctx_known = False
         try:
@@ -130,35 +151,35 @@ class RemoteEngine:
         base = self.endpoint.base_url
         return base[: -len("/v1")] if base.endswith("/v1") else base
 
+    @property
+    def _probe_timeout(self) -> float:
+        return min(PROBE_TIMEOUT, self.endpoint.timeout)
+
     def _probe(self) -> ServerKind:
-        url = f"{self.endpoint.base_url}/models"
-        data = get_json(self._client, self.endpoint, url, PROBE_TIMEOUT)
-        entries = model_entries(data)
-        ids = [str(e["id"]) for e in entries]
-        entry = next((e for e in entries if str(e["id"]) == self.model), None)
+        entries = get_models(self._client, self.endpoint, self._probe_timeout)
+        ids = [e.id for e in entries]
+        entry = next((e for e in entries if e.id == self.model), None)
         if entry is None and ids:
             shown = ", ".join(ids[:8]) + (", …" if len(ids) > 8 else "")
             raise ModelError(
                 f"endpoint {self.endpoint.name!r} has no model {self.model!r}; it serves: {shown}"
             )
-        kind = detect_kind(entry or {}, self.endpoint.base_url)
-        n_ctx = (entry or {}).get("max_model_len")  # vLLM
+        kind = detect_kind(entry, self.endpoint.base_url)
+        n_ctx = entry.max_model_len if entry else None  # vLLM
         if kind.name == "llama-server":
             n_ctx = self._llama_server_ctx() or n_ctx
-        if isinstance(n_ctx, int) and n_ctx > 0:
+        if n_ctx:
             self._n_ctx, self.n_ctx_known = n_ctx, True
         return kind
 
     def _llama_server_ctx(self) -> int | None:
+        """The window of one of llama-server's slots, from ``/props``."""
         try:
-            props = get_json(self._client, self.endpoint, f"{self.root_url}/props", PROBE_TIMEOUT)
+            url = f"{self.root_url}/props"
+            props = get_json(self._client, self.endpoint, url, self._probe_timeout)
         except ModelError:
             return None
-        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
-        for source in (settings, props):
-            if isinstance(source, dict) and isinstance(source.get("n_ctx"), int):
-                return int(source["n_ctx"])
-        return None
+        return parse_props_n_ctx(props)
 
     # -- notes ---------------------------------------------------------------------------
 
@@ -257,44 +278,90 @@ class RemoteEngine:
         top_logprobs: int,
         cancel: threading.Event | None,
     ) -> Iterator[Event]:
-        reader = ReplyReader(self.endpoint.name)
+        endpoint = self.endpoint
+        reader = ReplyReader(endpoint.name, max_tokens=sampling.max_tokens, key=self._key)
+        held = KeyFilter(self._key)
         yield PromptReady(0, 0, self.n_ctx)
+        deadline = time.monotonic() + endpoint.answer_timeout
         stream: StreamedRequest | None = None
-        cancelled = False
+        cancelled = ended = False
         try:
-            stream, item = self._send(messages, sampling, top_logprobs, cancel)
+            stream, item = self._send(messages, sampling, top_logprobs, cancel, deadline)
             while item is not None:
                 kind, value = item
-                if kind == "status":
-                    status, content = value
-                    detail = error_detail(content)
-                    reader.error = http_error(self.endpoint, self.model, status, detail)
-                elif kind == "error":
-                    mid_answer = reader.tokens > 0
-                    reader.error = transport_error(self.endpoint, value, mid_answer=mid_answer)
+                if kind == "line":
+                    yield from held.push(reader.line(value))
+                elif kind == "open":
+                    reader.opened(value)
+                elif kind == "redirected":
+                    self._note(
+                        "redirect",
+                        f"endpoint {endpoint.name!r} redirects to {value}; set its base_url "
+                        "to that address to save a round trip",
+                    )
                 elif kind == "end":
-                    yield from reader.end()
-                elif kind == "line":
-                    yield from reader.line(value)
-                if reader.error or reader.done or kind in ("end", "status", "error"):
+                    ended = True
+                    yield from held.push(reader.end())
                     break
-                item = stream.get(cancel)
+                elif kind == "timeout" and reader.finishing:
+                    break  # the answer is whole; no usage report or [DONE] came
+                else:
+                    reader.fail(self._stream_error(kind, value, reader.tokens > 0))
+                if reader.error or reader.complete:
+                    break
+                silence = FINISH_GRACE_S if reader.finishing else endpoint.timeout
+                item = stream.get(cancel, silence, deadline)
             else:
                 cancelled = True
-            if reader.done:
+            if reader.done and not ended:
                 stream.drain()
         finally:
             if stream is not None:
                 stream.close()
+        yield from held.flush()
         yield from reader.close_reasoning()
-        self.last_usage, self.last_timings = reader.usage, reader.timings
+        self.last_usage = reader.usage
         if top_logprobs and reader.tokens and not reader.saw_logprobs:
             self._note(
                 "logprobs",
-                f"endpoint {self.endpoint.name!r} ({self.kind.name}) sent no token "
+                f"endpoint {endpoint.name!r} ({self.kind.name}) sent no token "
                 "probabilities, so none are shown",
             )
+        if reader.overran:
+            self._note(
+                "max_tokens",
+                f"endpoint {endpoint.name!r} ({self.kind.name}) ignores max_tokens; chatterm "
+                "stops reading at the limit",
+            )
         yield reader.finished(cancelled)
+
+    def _stream_error(self, kind: str, value: Any, mid_answer: bool) -> str:
+        """One line for an item that ends the answer with an error."""
+        endpoint = self.endpoint
+        name = endpoint.name
+        if kind == "status":
+            status, content = value
+            return http_error(endpoint, self.model, status, error_detail(content, self._key))
+        if kind == "moved":
+            status, url = value
+            return (
+                f"endpoint {name!r} redirects requests to {url} (HTTP {status}), which would "
+                "turn the POST into a GET; set its base_url to the new address"
+            )
+        if kind == "timeout":
+            return (
+                f"endpoint {name!r} sent no complete line for {endpoint.timeout:g} s; for a "
+                f"slow server raise timeout under [endpoints.{name}] in config.toml"
+            )
+        if kind == "deadline":
+            return (
+                f"endpoint {name!r} did not finish the answer within {endpoint.answer_timeout:g}"
+                f" s; for longer answers raise answer_timeout under [endpoints.{name}] in "
+                "config.toml"
+            )
+        if isinstance(value, WireError):
+            return f"endpoint {name!r} sent a malformed answer ({value})"
+        return transport_error(endpoint, value, mid_answer=mid_answer)
 
     def _send(
         self,
@@ -302,6 +369,7 @@ class RemoteEngine:
         sampling: SamplingSettings,
         top_logprobs: int,
         cancel: threading.Event | None,
+        deadline: float,
     ) -> tuple[StreamedRequest, tuple[str, Any] | None]:
         """Start the request and wait for its first item (``None`` if cancelled). A server
         that refuses optional fields by name (400/422) gets the request once more without."""
@@ -310,10 +378,10 @@ class RemoteEngine:
             body, unapplied = self.request_body(messages, sampling, top_logprobs)
             self._report_unapplied(unapplied)
             stream = StreamedRequest(self._client, url, body)
-            item = stream.get(cancel)
+            item = stream.get(cancel, self.endpoint.timeout, deadline)
             if attempt == 0 and item is not None and item[0] == "status":
                 status, content = item[1]
-                refused = self._refused_fields(body, error_detail(content))
+                refused = self._refused_fields(body, error_detail(content, None))
                 if status in (400, 422) and refused:
                     self._dropped |= refused
                     stream.close()
@@ -332,30 +400,42 @@ class RemoteEngine:
     def _post_root(self, path: str, payload: dict[str, Any], what: str) -> Any:
         httpx = httpx_module()
         url = f"{self.root_url}{path}"
+        name = self.endpoint.name
         try:
-            response = self._client.post(url, json=payload)
+            status, content = fetch(self._client, "POST", url, self.endpoint.timeout, payload)
         except httpx.HTTPError as exc:
-            raise RemoteFeatureError(
-                transport_error(self.endpoint, exc, mid_answer=False)
+            raise RemoteServerError(transport_error(self.endpoint, exc, mid_answer=False)) from None
+        except Deadline:
+            raise RemoteServerError(
+                f"endpoint {name!r} did not answer {url} within {self.endpoint.timeout:g} s"
             ) from None
-        if response.status_code in (404, 405, 501):
+        except WireError as exc:
+            raise self._malformed(path, exc) from None
+        if status in (404, 405, 501):
             raise self._unsupported(what)
-        if response.status_code != 200:
-            detail = error_detail(response.content)
-            raise RemoteFeatureError(
-                http_error(self.endpoint, self.model, response.status_code, detail)
-            )
+        if status != 200:
+            detail = error_detail(content, self._key)
+            raise RemoteServerError(http_error(self.endpoint, self.model, status, detail))
         try:
-            return response.json()
+            return json.loads(content)
         except ValueError:
-            raise RemoteFeatureError(
+            raise RemoteServerError(
                 f"endpoint {self.endpoint.name!r} sent a non-JSON answer for {url}"
             ) from None
+
+    def _malformed(self, path: str, exc: WireError) -> RemoteServerError:
+        return RemoteServerError(
+            self._redact(f"endpoint {self.endpoint.name!r} sent a malformed {path} answer ({exc})")
+        )
 
     def render(
         self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
     ) -> RenderedPrompt:
-        """The prompt as the server's chat template renders it (llama-server only)."""
+        """The prompt as the server's chat template renders it, and its token ids
+        (llama-server's ``/apply-template`` and ``/tokenize``).
+
+        Raises :class:`RemoteFeatureError` on other servers, :class:`RemoteServerError` when
+        the server fails or answers in the wrong shape."""
         if not self.kind.shows_tokens:
             raise self._unsupported("the rendered prompt")
         payload = {
@@ -363,15 +443,22 @@ class RemoteEngine:
             "add_generation_prompt": add_generation_prompt,
         }
         data = self._post_root("/apply-template", payload, "the rendered prompt")
-        text = str(data.get("prompt", "")) if isinstance(data, dict) else ""
+        try:
+            text = parse_template(data)
+        except WireError as exc:
+            raise self._malformed("/apply-template", exc) from None
         tokens = self._post_root(
             "/tokenize", {"content": text, "add_special": True, "parse_special": True}, "tokens"
         )
-        ids = tokens.get("tokens", []) if isinstance(tokens, dict) else []
-        return RenderedPrompt(text, tuple(int(t) for t in ids if isinstance(t, int)))
+        try:
+            ids = tuple(p.token_id for p in parse_tokenize(tokens))
+        except WireError as exc:
+            raise self._malformed("/tokenize", exc) from None
+        return RenderedPrompt(text, ids)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]:
-        """How the server's tokenizer splits ``text`` (llama-server only)."""
+        """How the server's tokenizer splits ``text`` (llama-server's ``/tokenize``); errors
+        as for :meth:`render`."""
         if not self.kind.shows_tokens:
             raise self._unsupported("tokens")
         payload = {
@@ -381,18 +468,11 @@ class RemoteEngine:
             "with_pieces": True,
         }
         data = self._post_root("/tokenize", payload, "tokens")
-        pieces = []
-        for item in data.get("tokens", []) if isinstance(data, dict) else []:
-            if isinstance(item, int):
-                pieces.append(TokenPiece(item, ""))
-                continue
-            piece = item.get("piece", "")
-            if isinstance(piece, list):  # bytes that are not valid UTF-8 on their own
-                shown = "".join(f"<0x{b:02X}>" for b in piece if isinstance(b, int))
-                pieces.append(TokenPiece(token_id(item), shown, byte_fallback=True))
-            else:
-                pieces.append(TokenPiece(token_id(item), str(piece)))
-        return pieces
+        try:
+            pieces = parse_tokenize(data)
+        except WireError as exc:
+            raise self._malformed("/tokenize", exc) from None
+        return [TokenPiece(p.token_id, p.piece, byte_fallback=p.byte_fallback) for p in pieces]
 
     def warm(self, messages: Sequence[ChatMessage]) -> int:
         """Nothing to do here: a server keeps (or drops) its own prompt cache."""

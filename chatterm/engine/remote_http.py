@@ -15,20 +15,29 @@ import importlib
 import json
 import os
 import queue
+import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from chatterm import __version__
 from chatterm.config import Config, Endpoint
+from chatterm.engine.remote_wire import ModelEntry, WireError, parse_models
 from chatterm.errors import ModelError
 
 CONNECT_TIMEOUT = 5.0
 LIST_TIMEOUT = 3.0
 POLL_S = 0.05  # how often a waiting consumer looks at its cancel event
 INSTALL_HINT = "pip install 'chatterm[remote]'"
+MAX_LINE = 16 << 20  # bytes in one line of an answer (a whole non-streamed body fits)
+MAX_REDIRECTS = 5
+REDACTED = "[redacted]"
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
 
 
 def httpx_module() -> Any:
@@ -51,7 +60,43 @@ def api_key(endpoint: Endpoint) -> str | None:
             f"endpoint {endpoint.name!r} reads its API key from ${endpoint.api_key_env}, "
             "which is not set"
         )
+    # An HTTP header carries visible ASCII only: say what is wrong, never the key itself.
+    bad = next((c for c in value if not 0x21 <= ord(c) <= 0x7E), None)
+    if bad is not None:
+        what = (
+            "a line break"
+            if bad in "\r\n"
+            else "a space"
+            if bad == " "
+            else "a non-ASCII character"
+            if ord(bad) > 0x7E
+            else "a control character"
+        )
+        raise ModelError(
+            f"the API key in ${endpoint.api_key_env} (endpoint {endpoint.name!r}) holds {what}, "
+            "which an HTTP header cannot carry; check how the variable is set"
+        )
     return value
+
+
+def redact(text: str, key: str | None) -> str:
+    """``text`` without the API key: a server may echo the Authorization header in an error
+    body. Removes anything after ``Bearer`` and the key itself in plain, JSON-escaped and
+    URL-encoded form (keys shorter than 4 characters only in the first way)."""
+    if key and len(key) >= 4:
+        forms = {key, json.dumps(key)[1:-1], quote(key, safe=""), quote_plus(key)}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, REDACTED)
+    return _BEARER.sub(rf"\1{REDACTED}", text)
+
+
+def endpoint_key(endpoint: Endpoint) -> str | None:
+    """The key to redact from messages; ``None`` when there is none (or it is unusable, in
+    which case no request carried it)."""
+    try:
+        return api_key(endpoint)
+    except ModelError:
+        return None
 
 
 def make_client(endpoint: Endpoint, read_timeout: float) -> Any:
@@ -60,8 +105,13 @@ def make_client(endpoint: Endpoint, read_timeout: float) -> Any:
     key = api_key(endpoint)
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    # Redirects are followed (httpx drops the Authorization header when one leaves the
+    # origin); a POST turned into a GET by a 301/302/303 is refused in StreamedRequest.
     return httpx.Client(
-        headers=headers, timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT)
+        headers=headers,
+        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT),
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
     )
 
 
@@ -70,10 +120,24 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def error_detail(body: bytes | str) -> str:
+def html_title(text: str) -> str | None:
+    """``"an HTML page (TITLE)"`` when ``text`` is an HTML document, else ``None``."""
+    head = text.lstrip()[:512].lower()
+    if not head.startswith(("<!doctype html", "<html", "<head", "<body", "<!--")):
+        return None
+    found = _TITLE.search(text[:65536])
+    title = _one_line(found.group(1), 80) if found else ""
+    return f"an HTML page ({title})" if title else "an HTML page"
+
+
+def error_detail(body: bytes | str, key: str | None = None) -> str:
     """The server's own words from an error body: OpenAI's ``{"error": {"message"}}``,
-    Ollama's ``{"error": "…"}``, FastAPI's ``{"detail": …}``, else the text itself."""
+    Ollama's ``{"error": "…"}``, FastAPI's ``{"detail": …}``, an HTML page's title, else the
+    text itself; one line, the API key ``key`` redacted before anything is cut short."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = redact(text[:MAX_LINE], key)
+    if (page := html_title(text)) is not None:
+        return page
     try:
         data = json.loads(text)
     except ValueError:
@@ -122,7 +186,9 @@ def transport_error(endpoint: Endpoint, exc: BaseException, *, mid_answer: bool)
     """A one-line message for a failed connection, timeout or broken stream."""
     httpx = httpx_module()
     name, url = endpoint.name, endpoint.base_url
-    reason = _one_line(str(exc) or type(exc).__name__, 120)
+    reason = _one_line(redact(str(exc), endpoint_key(endpoint)) or type(exc).__name__, 120)
+    if isinstance(exc, httpx.TooManyRedirects):
+        return f"endpoint {name!r} at {url} redirected more than {MAX_REDIRECTS} times"
     if isinstance(exc, httpx.ConnectTimeout):
         return (
             f"endpoint {name!r} at {url} did not accept a connection within {CONNECT_TIMEOUT:g} s"
@@ -139,29 +205,74 @@ def transport_error(endpoint: Endpoint, exc: BaseException, *, mid_answer: bool)
     return f"request to endpoint {name!r} at {url} failed ({reason})"
 
 
+class Deadline(Exception):
+    """A request took longer than its overall time (a server sending a byte at a time)."""
+
+
+def fetch(
+    client: Any, method: str, url: str, timeout: float, payload: Any = None
+) -> tuple[int, bytes]:
+    """A whole small answer: its status and at most ``MAX_LINE`` bytes of body, within
+    ``timeout`` seconds in all (a socket's read timeout alone restarts with every byte).
+
+    Raises httpx's errors, :class:`Deadline`, or :class:`WireError` for a body too large.
+    """
+    httpx = httpx_module()
+    deadline = time.monotonic() + timeout
+    kwargs: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)}
+    if payload is not None:
+        kwargs["json"] = payload
+    with client.stream(method, url, **kwargs) as response:
+        body = bytearray()
+        for part in response.iter_bytes():
+            body += part
+            if len(body) > MAX_LINE:
+                raise WireError(f"the answer is larger than {MAX_LINE >> 20} MB")
+            if time.monotonic() > deadline:
+                raise Deadline
+        return response.status_code, bytes(body)
+
+
 def get_json(client: Any, endpoint: Endpoint, url: str, timeout: float) -> Any:
     """GET ``url`` and decode JSON, turning every failure into a one-line :class:`ModelError`."""
     httpx = httpx_module()
     try:
-        response = client.get(url, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT))
+        status, content = fetch(client, "GET", url, timeout)
     except httpx.HTTPError as exc:
         raise ModelError(transport_error(endpoint, exc, mid_answer=False)) from None
-    if response.status_code == 404:
+    except Deadline:
+        raise ModelError(
+            f"endpoint {endpoint.name!r} did not send {url} within {timeout:g} s"
+        ) from None
+    except WireError as exc:
+        raise ModelError(f"endpoint {endpoint.name!r}: {exc} for {url}") from None
+    if status == 404:
         raise ModelError(
             f"endpoint {endpoint.name!r} has no {url} (404); does base_url end in /v1?"
         )
-    if response.status_code != 200:
-        detail = error_detail(response.content)
-        raise ModelError(http_error(endpoint, "", response.status_code, detail))
+    if status != 200:
+        detail = error_detail(content, endpoint_key(endpoint))
+        raise ModelError(http_error(endpoint, "", status, detail))
     try:
-        return response.json()
+        return json.loads(content)
     except ValueError:
-        raise ModelError(f"endpoint {endpoint.name!r} sent a non-JSON answer for {url}") from None
+        text = content[:65536].decode("utf-8", "replace")
+        what = html_title(text) or "a non-JSON answer"
+        raise ModelError(
+            f"endpoint {endpoint.name!r} sent {what} for {url}; does base_url point at the API?"
+        ) from None
 
 
-def model_entries(data: Any) -> list[dict[str, Any]]:
-    entries = data.get("data") if isinstance(data, dict) else None
-    return [e for e in entries or [] if isinstance(e, dict) and "id" in e]
+def get_models(client: Any, endpoint: Endpoint, timeout: float) -> list[ModelEntry]:
+    """``GET base_url/models``, validated; every failure is a one-line :class:`ModelError`."""
+    url = f"{endpoint.base_url}/models"
+    data = get_json(client, endpoint, url, timeout)
+    try:
+        return parse_models(data)
+    except WireError as exc:
+        raise ModelError(
+            f"endpoint {endpoint.name!r} sent a malformed model list for {url} ({exc})"
+        ) from None
 
 
 def list_remote_models(
@@ -181,8 +292,7 @@ def list_remote_models(
         except ModelError as exc:
             return [], str(exc)
         try:
-            data = get_json(client, endpoint, f"{endpoint.base_url}/models", timeout)
-            return [str(e["id"]) for e in model_entries(data)], None
+            return [e.id for e in get_models(client, endpoint, timeout)], None
         except ModelError as exc:
             return [], str(exc)
         finally:
@@ -201,13 +311,60 @@ def list_remote_models(
     return listing
 
 
+def split_lines(chunks: Iterator[bytes], limit: int = MAX_LINE) -> Iterator[str]:
+    """Lines of a byte stream, ended by LF, CRLF or CR (the line ends SSE allows), decoded as
+    UTF-8 once whole (so a character split across reads stays whole; invalid bytes become
+    U+FFFD). A line longer than ``limit`` bytes raises :class:`WireError` instead of growing
+    without end. The last line is yielded even without a line end."""
+    buffer = b""
+    pending_cr = False  # a CR ended the last piece: an LF right after it belongs to it
+    for chunk in chunks:
+        if pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        pending_cr = False
+        buffer += chunk
+        start = 0
+        while True:
+            end = _line_end(buffer, start)
+            if end < 0:
+                break
+            yield buffer[start:end].decode("utf-8", "replace")
+            if buffer[end] == 13:  # CR, maybe CRLF
+                if end + 1 == len(buffer):
+                    pending_cr = True
+                    start = end + 1
+                    break
+                start = end + 2 if buffer[end + 1] == 10 else end + 1
+            else:
+                start = end + 1
+        buffer = buffer[start:]
+        if len(buffer) > limit:
+            raise WireError(f"a line of the answer is longer than {limit >> 20} MB")
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
+
+
+def _line_end(buffer: bytes, start: int) -> int:
+    lf, cr = buffer.find(b"\n", start), buffer.find(b"\r", start)
+    if lf < 0:
+        return cr
+    if cr < 0:
+        return lf
+    return min(lf, cr)
+
+
 class StreamedRequest:
-    """One streamed request, read on a helper thread into a queue.
+    """One streamed request, read on a helper thread into a queue of items:
+    ``("open", content_type)``, ``("redirected", url)``, ``("line", text)`` per line,
+    ``("end", None)``; or ``("status", (code, body))``, ``("moved", (code, url))`` for a POST
+    that a redirect would turn into a GET, ``("error", exception)``.
 
     The consumer waits on the queue in short slices, so a ``cancel`` event set by another
     thread, Ctrl-C, or closing the generator stops it at once even while the server is silent
     (a long prefill); ``close`` then shuts the socket down, which wakes the reader blocked in
-    ``recv`` and tells the server to stop generating.
+    ``recv`` and tells the server to stop generating. Timeouts are the consumer's too: time
+    without a complete line (a server sending a byte every few seconds never times out a
+    socket read) and an overall deadline.
     """
 
     def __init__(self, client: Any, url: str, body: dict[str, Any]) -> None:
@@ -224,6 +381,10 @@ class StreamedRequest:
         put = self.items.put
         try:
             with client.stream("POST", url, json=body) as response:
+                if response.request.method != "POST":
+                    moved = response.history[0] if response.history else response
+                    put(("moved", (moved.status_code, str(response.url))))
+                    return
                 if response.status_code != 200:
                     put(("status", (response.status_code, response.read())))
                     return
@@ -232,8 +393,10 @@ class StreamedRequest:
                     if self._closing.is_set():
                         return
                     self._sock = network.get_extra_info("socket") if network else None
-                put(("open", None))
-                for line in response.iter_lines():
+                if response.history:
+                    put(("redirected", str(response.url)))
+                put(("open", response.headers.get("content-type", "")))
+                for line in split_lines(response.iter_bytes()):
                     if self._closing.is_set():
                         return
                     put(("line", line))
@@ -244,11 +407,24 @@ class StreamedRequest:
             if not self._closing.is_set():
                 put(("error", exc))
 
-    def get(self, cancel: threading.Event | None) -> tuple[str, Any] | None:
-        """The next item, or ``None`` once ``cancel`` is set."""
+    def get(
+        self,
+        cancel: threading.Event | None,
+        silence: float | None = None,
+        deadline: float | None = None,
+    ) -> tuple[str, Any] | None:
+        """The next item; ``None`` once ``cancel`` is set; ``("timeout", None)`` after
+        ``silence`` seconds without one; ``("deadline", None)`` at ``deadline``
+        (``time.monotonic()``)."""
+        waited_until = None if silence is None else time.monotonic() + silence
         while True:
             if cancel is not None and cancel.is_set():
                 return None
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return ("deadline", None)
+            if waited_until is not None and now >= waited_until:
+                return ("timeout", None)
             try:
                 return self.items.get(timeout=POLL_S)
             except queue.Empty:

@@ -104,4 +104,18 @@ class ContextMeasured(Message):
     generation: int
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ContextMeasured)
+        return isinstance(message, (ContextMeasured, ContextUnmeasured))
+
+
+@dataclass
+class ContextUnmeasured(Message):
+    """The engine cannot count the prompt's tokens (a server without a tokenizer endpoint),
+    or counting failed; ``reason`` says which, for the meter to show in place."""
+
+    reason: str
+    n_ctx: int
+    n_ctx_known: bool
+    generation: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, (ContextMeasured, ContextUnmeasured))

@@ -1,5 +1,6 @@
-"""A real OpenAI-compatible server for the remote engine's tests: llama-cpp-python's own
-``python -m llama_cpp.server`` on 127.0.0.1, serving the embedded SmolLM2 model.
+"""Real OpenAI-compatible servers for the remote engine's tests, on 127.0.0.1, serving the
+embedded SmolLM2 model: llama-cpp-python's own ``python -m llama_cpp.server``, and llama.cpp's
+``llama-server`` alone and split over two RPC workers (``tests/remote/llama_servers.py``).
 
 No mocks: the engine talks HTTP and SSE to a real server, which applies the GGUF's chat
 template and samples with llama.cpp, so its replies can be compared with the local engine's.

@@ -27,7 +27,12 @@ from chatterm.services import EngineOptions
 from chatterm.store import Conversation, Message
 from chatterm.tui.factory import ChatServices
 from chatterm.tui.generation import ReplyJob
-from chatterm.tui.messages import ContextMeasured, ModelLoaded, ModelLoadFailed
+from chatterm.tui.messages import (
+    ContextMeasured,
+    ContextUnmeasured,
+    ModelLoaded,
+    ModelLoadFailed,
+)
 from chatterm.tui.widgets.conversation_list import ConversationList
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sampling_panel import SamplingPanel
@@ -225,8 +230,15 @@ class ChatBase(Screen[None]):
         reserve = max(MIN_REPLY_TOKENS, min(max_tokens, n_ctx // 4))
         head = [m for m in messages[:1] if m.role == "system"]
         body = messages[len(head) :]
-        system = len(engine.render(head, add_generation_prompt=False).tokens) if head else 0
-        total = len(engine.render(messages).tokens) if body else system
+        try:
+            system = len(engine.render(head, add_generation_prompt=False).tokens) if head else 0
+            total = len(engine.render(messages).tokens) if body else system
+        except ChattermError as exc:
+            # A server that cannot count tokens, or one that failed: said in the meter itself,
+            # not as a failure notification after every reply.
+            known = bool(getattr(engine, "n_ctx_known", True))
+            self.post_message(ContextUnmeasured(str(exc), n_ctx, known, generation))
+            return
         dropped = 0
         limit = n_ctx - reserve
         if total > limit and body:
@@ -246,6 +258,11 @@ class ChatBase(Screen[None]):
         self.post_message(
             ContextMeasured(system, total - system, reserve, n_ctx, dropped, generation)
         )
+
+    @on(ContextUnmeasured)
+    def _unmeasured(self, message: ContextUnmeasured) -> None:
+        if message.generation == self._meter_generation:
+            self.meter.show_unmeasured(message.reason, message.n_ctx, message.n_ctx_known)
 
     @on(ContextMeasured)
     def _measured(self, message: ContextMeasured) -> None:

@@ -29,6 +29,18 @@ class ContextMeter(Static):
         self.figures = (system, history, reserve, n_ctx, dropped)
         self.update(self.describe(system, history, reserve, n_ctx, dropped))
 
+    def show_unmeasured(self, reason: str, n_ctx: int, n_ctx_known: bool) -> None:
+        """The window without token counts: the engine cannot count them (``reason``)."""
+        self.figures = None
+        source = "" if n_ctx_known else " (configured; the server does not say)"
+        self.update(
+            Content.assemble(
+                f"window {n_ctx}{source}\n",
+                ("token counts unavailable: ", "bold"),
+                (reason, "dim"),
+            )
+        )
+
     @staticmethod
     def describe(system: int, history: int, reserve: int, n_ctx: int, dropped: int) -> Content:
         n_ctx = max(n_ctx, 1)
