@@ -43,6 +43,20 @@ if TYPE_CHECKING:
 DROP_TARGET = 0.55
 MIN_REPLY_TOKENS = 16
 WARM_PROBE = "chatterm-warm-probe"
+PREFILL_CHUNK = 512
+REPRODUCIBLE_BATCH = 64
+"""The fewest tokens one evaluation may hold for its KV cells and logits to come out exactly
+as they would from any other split of the same prompt.
+
+llama.cpp's CPU flash attention runs a tiled kernel that accumulates in F32 for batches of at
+least ``GGML_FA_TILE_Q`` = 64 query rows, and a per-row kernel that accumulates in F16 for
+smaller ones (``ggml_compute_forward_flash_attn_ext_f16`` in ggml-cpu/ops.cpp, llama.cpp as
+vendored by llama-cpp-python 0.3.36). Measured on SmolLM2: the last position's logits after a
+cached prefix plus 1-63 re-evaluated tokens differ from a whole-prompt prefill by up to ~0.7;
+with 64 or more they are identical, wherever the prompt is split. So a prompt's last batch holds
+at least this many tokens, and only KV cells written by such batches are reused: never those of
+decoded reply tokens (one token per batch), which the next turn evaluates again as a batch.
+"""
 
 
 def gpu_offload_supported() -> bool:
@@ -125,6 +139,9 @@ class LlamaEngine:
         self._lock = threading.Lock()
         self._compute = compute_thread.shared()
         self._last_drop: tuple[str, int] | None = None
+        # How many leading KV cells were written by batches of at least REPRODUCIBLE_BATCH
+        # tokens (a prefix of ``llm.input_ids``): the only cells a later prompt may reuse.
+        self._reusable = 0
 
         import llama_cpp
 
@@ -345,18 +362,24 @@ class LlamaEngine:
         return chain
 
     def _prepare_cache(self, tokens: Sequence[int]) -> int:
-        """Keep the longest prefix of ``tokens`` already in the KV cache (restoring a saved
-        state first when one covers more of it); return its length. One token is always left
-        to evaluate, since sampling needs fresh logits."""
+        """Keep the longest prefix of ``tokens`` whose KV cells can be reused (restoring a saved
+        state first when one covers more of it); return its length.
+
+        At least ``REPRODUCIBLE_BATCH`` tokens (the whole prompt when it is shorter) are left to
+        evaluate, so the reply is the same whether the prefix came from memory, a saved state
+        or a fresh prefill (see ``REPRODUCIBLE_BATCH``); sampling needs fresh logits anyway.
+        """
         llm = self._llm
-        prefix = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
+        reusable = min(llm.n_tokens, self._reusable)
+        prefix = _common_prefix(llm.input_ids[:reusable], tokens)
         if self.kv_cache is not None:
             prefix = self._restore_state(tokens, prefix)
-        prefix = min(prefix, len(tokens) - 1)
+        prefix = min(prefix, max(0, len(tokens) - REPRODUCIBLE_BATCH))
         if prefix < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
             prefix = 0
             llm.reset()
         llm.n_tokens = prefix
+        self._reusable = prefix
         return prefix
 
     # -- saved states (resume across processes) ----------------------------------------
@@ -394,20 +417,23 @@ class LlamaEngine:
         loaded = cache.load(llm.ctx, match[0], self.n_ctx)
         if loaded is None:  # the context may hold part of a broken state: forget it all
             llm._ctx.kv_cache_clear()
-            llm.n_tokens = 0
+            llm.n_tokens = self._reusable = 0
             return 0
         llm.input_ids[: len(loaded)] = loaded
-        llm.n_tokens = len(loaded)
+        llm.n_tokens = self._reusable = len(loaded)  # states hold reusable cells only
         return match[1]
 
     def _save_state(self) -> None:
         """Save the KV state after a reply so a later process can resume this conversation."""
         cache = self.kv_cache
         llm = self._llm
-        if cache is None or llm.n_tokens < cache.min_tokens:
+        reusable = min(llm.n_tokens, self._reusable)
+        if cache is None or reusable < cache.min_tokens:
             return
+        # Only the reusable cells are named in the state: a decoded reply's cells are in the
+        # file but are evaluated again on loading (see REPRODUCIBLE_BATCH).
         # An unchanged state (same token ids) is found on disk by name and not written again.
-        cache.save(llm.ctx, self.kv_cache_key, llm.input_ids[: llm.n_tokens].tolist())
+        cache.save(llm.ctx, self.kv_cache_key, llm.input_ids[:reusable].tolist())
 
     def logits(self) -> Any:
         """The last evaluated position's logits as a NumPy view (valid until the next eval)."""
@@ -437,15 +463,22 @@ class LlamaEngine:
         """Bring the KV cache to ``tokens`` (reusing its prefix); return how many were cached.
         Caller holds ``lock``."""
         cached = self._prepare_cache(tokens)
-        self._compute.call(self._eval_chunks, tokens[cached:], cancel)
+        self._compute.call(self._eval_chunks, tokens, cached, cancel)
         return cached
 
-    def _eval_chunks(self, todo: Sequence[int], cancel: threading.Event | EitherSet | None) -> bool:
-        """Evaluate in 512-token chunks so a cancel takes effect during a long prefill."""
-        for i in range(0, len(todo), 512):
+    def _eval_chunks(
+        self, tokens: Sequence[int], start: int, cancel: threading.Event | EitherSet | None
+    ) -> bool:
+        """Evaluate ``tokens[start:]`` in chunks (so a cancel takes effect during a long
+        prefill) that each hold at least ``REPRODUCIBLE_BATCH`` tokens when the prompt does, and
+        mark the cells they write reusable."""
+        llm = self._llm
+        for begin, end in prefill_chunks(start, len(tokens)):
             if cancel is not None and cancel.is_set():
                 return False
-            self._llm.eval(list(todo[i : i + 512]))
+            llm.eval(list(tokens[begin:end]))
+            if len(tokens) >= REPRODUCIBLE_BATCH:
+                self._reusable = end
         return True
 
     def warm(self, messages: Sequence[ChatMessage]) -> int:
@@ -471,7 +504,8 @@ class LlamaEngine:
             if len(tokens) + MIN_REPLY_TOKENS >= self.n_ctx:
                 return 0  # the next turn drops history anyway: nothing here would be reused
             cached = self._prepare_cache(tokens)
-            self._compute.call(self._eval_chunks, tokens[cached:], None)
+            self._compute.call(self._eval_chunks, tokens, cached, None)
+            self._save_state()  # the reply is now reusable: let a later process resume here
             return len(tokens) - cached
 
     def generate(
@@ -523,7 +557,7 @@ class LlamaEngine:
         stopped_on_string = False
         sampler = self._sampler(sampling)
         try:
-            self._eval_chunks(tokens[cached:], cancel)
+            self._eval_chunks(tokens, cached, cancel)
             prefill_s = time.perf_counter() - start
             # The token loop runs ~80 times a second: bind everything it touches to locals
             # and evaluate each token through one reused single-token batch, skipping
@@ -631,6 +665,18 @@ def _common_prefix(cached: Any, tokens: Sequence[int]) -> int:
         return 0
     diff = np.flatnonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))
     return int(diff[0]) if diff.size else n
+
+
+def prefill_chunks(start: int, end: int) -> list[tuple[int, int]]:
+    """Split positions ``[start, end)`` into ``(begin, end)`` batches of at most
+    ``PREFILL_CHUNK`` tokens, none shorter than ``REPRODUCIBLE_BATCH`` unless the whole span
+    is (the last batch borrows from the one before it)."""
+    chunks = [(b, min(b + PREFILL_CHUNK, end)) for b in range(start, end, PREFILL_CHUNK)]
+    if len(chunks) > 1 and chunks[-1][1] - chunks[-1][0] < REPRODUCIBLE_BATCH:
+        (b0, _), (_, e1) = chunks[-2], chunks[-1]
+        split = e1 - REPRODUCIBLE_BATCH
+        chunks[-2:] = [(b0, split), (split, e1)]
+    return chunks
 
 
 def _held_back(pending: str, stops: Sequence[str], hold: int) -> int:

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
+from chatterm.engine.llama_engine import REPRODUCIBLE_BATCH
 from chatterm.errors import ContextOverflowError, ModelError
 from chatterm.sampling import SamplingSettings
 
@@ -63,35 +64,54 @@ def test_max_tokens_ends_with_reason_length(real_engine):
     assert events[-1].stats.generated_tokens == 5
 
 
+# A system prompt long enough (~90 tokens) that a first prompt's KV cells are reusable.
+LONG_SYSTEM = (
+    "You are a terse assistant for a greengrocer. Answer with the name of one fruit or "
+    "vegetable and nothing else: no sentences, no lists, no punctuation. If asked for another, "
+    "name a different one than before. Prefer fruits that are sold in European markets in "
+    "autumn, such as apples, pears, plums, grapes and quinces, over tropical ones."
+)
+
+
 def test_second_turn_reuses_kv_cache(real_engine):
-    first = [ChatMessage("system", "You are terse."), ChatMessage("user", "Name a fruit.")]
+    first = [ChatMessage("system", LONG_SYSTEM), ChatMessage("user", "Name a fruit.")]
     events, reply = run(real_engine, first)
+    assert events[0].prompt_tokens >= REPRODUCIBLE_BATCH
     second = first + [ChatMessage("assistant", reply), ChatMessage("user", "Another one?")]
     events2, _ = run(real_engine, second)
     ready = events2[0]
-    assert ready.cached_tokens > events[0].prompt_tokens // 2
+    # The first prompt's cells are reused; the decoded reply's are evaluated again, and the
+    # last batch always holds REPRODUCIBLE_BATCH tokens.
+    expected = min(events[0].prompt_tokens, ready.prompt_tokens - REPRODUCIBLE_BATCH)
+    assert ready.cached_tokens == expected > 0
     assert events2[-1].stats.cached_tokens == ready.cached_tokens
 
 
 def test_warm_prefills_the_next_turns_opening_and_changes_nothing_else(starter_path):
     from chatterm.engine.llama_engine import LlamaEngine
 
-    first = [ChatMessage("system", "You are terse."), ChatMessage("user", "Name a fruit.")]
+    first = [ChatMessage("system", LONG_SYSTEM), ChatMessage("user", "Name a fruit.")]
     warm = LlamaEngine(starter_path, n_ctx=2048)
     cold = LlamaEngine(starter_path, n_ctx=2048)
     try:
-        _, reply = run(warm, first)
+        events, reply = run(warm, first)
         history = [*first, ChatMessage("assistant", reply)]
         evaluated = warm.warm(history)
-        # <|im_end|>, "\n", <|im_start|>, "user", "\n": the reply's end and the next turn's start
-        assert evaluated == 5
-        assert warm.warm(history) == 1, "a second warm-up finds its work done (one re-read)"
+        # The reply (decoded one token at a time, so not reusable), then <|im_end|>, "\n",
+        # <|im_start|>, "user", "\n": the next turn's start, in batches that can be reused.
+        opening = len(warm.render(history, add_generation_prompt=False).tokens) + 3
+        cached = min(events[0].prompt_tokens, opening - REPRODUCIBLE_BATCH)
+        assert evaluated == opening - cached
+        again = warm.warm(history)
+        assert again == REPRODUCIBLE_BATCH, "a second warm-up finds its work done (one re-read)"
         second = [*history, ChatMessage("user", "Another one?")]
         events, warmed_text = run(warm, second)
-        # Only the user's words and the assistant scaffold after them are left to evaluate.
+        # Only the user's words and the assistant scaffold after them are left to evaluate,
+        # in a batch of at least REPRODUCIBLE_BATCH tokens.
         user_and_after = len(warm.render(second).tokens) - events[0].cached_tokens
         after = warm.token_ids("<|im_end|>\n<|im_start|>assistant\n", special=True)
-        assert user_and_after == len(warm.token_ids("Another one?")) + len(after)
+        words = len(warm.token_ids("Another one?")) + len(after)
+        assert user_and_after == max(words, REPRODUCIBLE_BATCH)
         _, cold_text = run(cold, second)
         assert warmed_text == cold_text, "warming changes when tokens are evaluated, not what"
     finally:
