@@ -41,6 +41,12 @@ class ModelError(ChattermError):
     exit_code = EXIT_MODEL
 
 
+class ChatTemplateError(ModelError):
+    """The model's own chat template does not compile, refused the conversation
+    (``raise_exception``), failed, or went past its render budget: a property of the model
+    file, so exit 3 like any other unusable model; the message carries the template's own."""
+
+
 class ContextOverflowError(ChattermError):
     """The newest message (with the system prompt) cannot fit in the context window."""
 

@@ -257,6 +257,8 @@ def read_prompt(path: Path, kind: Kind, origin: Origin = "user") -> PromptFile:
         return parse_prompt(text, kind=kind, name=name, path=path, origin=origin)
     except TemplateError as exc:
         return PromptFile(kind, name, path, origin, error=str(exc))
+    except RecursionError:  # anything nested too deep for Python: this file only is broken
+        return PromptFile(kind, name, path, origin, error=f"{path}: nested too deeply to read")
 
 
 def parse_prompt(
@@ -453,6 +455,8 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str, int
     fence_lines = lines[1:close]
     try:
         meta = tomllib.loads("".join(fence_lines))
+    except RecursionError:  # tables or arrays nested thousands deep
+        raise TemplateError(f"{path}:2: invalid front matter: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_POSITION.search(message)
@@ -538,43 +542,29 @@ def _env() -> Any:
 
 def _compile(item: PromptFile) -> tuple[Any, frozenset[str]]:
     """The compiled body and the variables it refers to; syntax errors name the file line."""
-    from jinja2 import TemplateSyntaxError, meta
+    from jinja2 import meta
+
+    from chatterm.jinja_sandbox import RenderError, compile_template
 
     env = _env()
     try:
-        template = env.from_string(item.body)
+        template = compile_template(env, item.body)
         uses = set(meta.find_undeclared_variables(env.parse(item.body))) - set(env.globals)
-    except TemplateSyntaxError as exc:
-        line = item.body_line + (exc.lineno or 1) - 1
-        raise TemplateError(f"{item.path}:{line}: template syntax error: {exc.message}") from None
+    except RenderError as exc:
+        line = item.body_line + (exc.line or 1) - 1
+        raise TemplateError(f"{item.path}:{line}: template {exc}") from None
     return template, frozenset(uses)
 
 
 def _render(item: PromptFile, context: Mapping[str, Any]) -> str:
-    from jinja2 import TemplateError as JinjaError
-    from jinja2.exceptions import SecurityError
-
-    from chatterm.jinja_sandbox import BudgetExceeded, render_bounded
+    """Render under the sandbox's budgets; every failure is one line naming the file line."""
+    from chatterm.jinja_sandbox import RenderError, render_bounded
 
     template = item.compiled if item.compiled is not None else _compile(item)[0]
     try:
         return render_bounded(template, context, max_chars=MAX_OUTPUT_CHARS)
-    except BudgetExceeded as exc:
-        raise TemplateError(f"{item.path}: {item.label} {exc}") from None
-    except SecurityError as exc:
-        where = _runtime_line(item, exc)
-        raise TemplateError(f"{where}: {item.label} tried an unsafe operation: {exc}") from None
-    except JinjaError as exc:
-        where = _runtime_line(item, exc)
+    except RenderError as exc:
+        where = f"{item.path}:{item.body_line + exc.line - 1}" if exc.line else str(item.path)
+        if exc.kind == "budget":
+            raise TemplateError(f"{where}: {item.label} {exc}; refusing it") from None
         raise TemplateError(f"{where}: {item.label} failed to render: {exc}") from None
-
-
-def _runtime_line(item: PromptFile, exc: BaseException) -> str:
-    """``path:line`` of the template line that raised (Jinja maps its frames to ``<template>``)."""
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return f"{item.path}:{item.body_line + line - 1}" if line else str(item.path)

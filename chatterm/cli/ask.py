@@ -232,12 +232,15 @@ def _stream(
                     writer.write(event.text)
                 if record is not None:
                     record.append(event)
-            elif isinstance(event, PromptReady) and event.dropped_messages:
-                print(
-                    f"chatterm: note: dropped {event.dropped_messages} old messages to fit the "
-                    f"{event.n_ctx}-token context window",
-                    file=sys.stderr,
-                )
+            elif isinstance(event, PromptReady):
+                for note in event.notes:  # e.g. the system prompt folded into the user turn
+                    print(f"chatterm: note: {note}", file=sys.stderr)
+                if event.dropped_messages:
+                    print(
+                        f"chatterm: note: dropped {event.dropped_messages} old messages to fit "
+                        f"the {event.n_ctx}-token context window",
+                        file=sys.stderr,
+                    )
             elif isinstance(event, Finished):
                 finished = event
     except KeyboardInterrupt:

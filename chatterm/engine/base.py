@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from chatterm.engine.events import ChatMessage, Event
 from chatterm.sampling import SamplingSettings
@@ -24,11 +24,17 @@ class TokenPiece:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """Exactly what the model sees: the text after the chat template, and its token ids."""
+    """Exactly what the model sees: the text after the chat template, and its token ids.
+
+    ``notes`` are things the user should be told once (the system prompt was folded into the
+    first user message); ``format`` names the chat format used (``"template"``: the model's
+    own; else a fallback such as ``"chatml"`` or ``"plain"``; empty when not known)."""
 
     text: str
     tokens: tuple[int, ...]
     dropped_messages: int = 0
+    notes: tuple[str, ...] = ()
+    format: str = ""
 
 
 @runtime_checkable
@@ -58,7 +64,11 @@ class Engine(Protocol):
     ) -> Iterator[Event]: ...
 
     def render(
-        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
     ) -> RenderedPrompt: ...
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]: ...

@@ -1,85 +1,275 @@
-"""Render a conversation with the model's own chat template (from the GGUF metadata).
+"""Render a conversation with the model's own chat template, exactly as its authors meant.
 
-Chat templates are Jinja code shipped inside model files, so they run in the budgeted sandbox of
-:mod:`chatterm.jinja_sandbox`.
+**The reference.** A chat template means what Hugging Face transformers' ``apply_chat_template``
+renders (``transformers.utils.chat_template_utils._compile_jinja_template`` and
+``render_jinja_template``): an immutable sandbox with ``trim_blocks`` and ``lstrip_blocks``, the
+``loopcontrols`` extension (``{% break %}``, ``{% continue %}``), a ``{% generation %}`` block
+that renders its body, a ``tojson`` filter taking ``ensure_ascii``, ``indent``, ``separators``
+and ``sort_keys``, the globals ``raise_exception`` and ``strftime_now``, and the variables
+``messages``, ``tools=None``, ``documents=None``, ``add_generation_prompt`` and the special
+tokens. Templates are code from model files, so chatterm's budgets
+(:mod:`chatterm.jinja_sandbox`) stay on top.
 
-User content must never become control tokens: a message containing ``<|im_end|>`` would
-otherwise end its turn early. :func:`render_segments` renders with placeholders in place of each
-message's content and returns the scaffold and the content as separate segments, so the engine
-tokenizes the scaffold with special tokens and the content as plain text.
+**Content never becomes control tokens, yet the template sees it.** Templates look at content
+(Qwen3 strips earlier ``<think>`` blocks, many ``| trim`` it), so they render the real text. Only
+the text of the vocabulary's *control* tokens (``<|im_end|>``, ``<start_of_turn>``…) is swapped,
+inside content, for private-use sentinel characters before rendering; after rendering each
+sentinel becomes a plain-text segment again (tokenized with ``special=False``) and everything
+else is tokenized in one piece, as llama.cpp and transformers do.
+
+**Templates without a system role** (Gemma 2, several Mistral templates) get the system prompt
+folded into the first user message, as llama.cpp and ollama do, with a note saying so.
+
+**Models without a template** get a format chosen from their vocabulary (:func:`choose_format`).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
+import dataclasses
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from chatterm.engine.events import ChatMessage
-from chatterm.errors import TemplateError
+from chatterm.errors import ChatTemplateError
+from chatterm.jinja_sandbox import RenderError
 
-MAX_OUTPUT_CHARS = 2_000_000
+MAX_OUTPUT_CHARS = 4_000_000
 
-# Used when a GGUF has no chat template (base models): plain text, one turn after another.
-FALLBACK_TEMPLATE = (
+PLAIN_TEMPLATE = (
     "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}\n\n"
     "{% elif m.role == 'user' %}{{ m.content }}{% else %}{{ m.content }}\n\n{% endif %}"
     "{% endfor %}"
 )
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n"
+    "{{ m.content | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content | trim }}<|eot_id|>"
+    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    "{% endif %}"
+)
+# Kept for callers of the old name: the plain-text format.
+FALLBACK_TEMPLATE = PLAIN_TEMPLATE
+
+FOLD_NOTE = (
+    "this model's chat template has no system role: the system prompt was put at the start of "
+    "the first user message"
+)
+_SYSTEM_PROBE = "chatterm-probe-system-7f3a"
+_USER_PROBE = "chatterm-probe-user-7f3a"
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How a model's conversations become text: ``name`` is ``"template"`` (the model's own
+    chat template) or a fallback (``"chatml"``, ``"gemma"``, ``"llama3"``, ``"plain"``);
+    ``source`` the Jinja source used; ``reason`` one line saying why, for ``models show``."""
+
+    name: str
+    source: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return "the model's own chat template" if self.name == "template" else self.name
+
+
+_FALLBACKS = (
+    ("<|im_start|>", "chatml", CHATML_TEMPLATE, "ChatML"),
+    ("<start_of_turn>", "gemma", GEMMA_TEMPLATE, "Gemma's turn format"),
+    ("<|start_header_id|>", "llama3", LLAMA3_TEMPLATE, "Llama 3's header format"),
+)
+_INSTRUCT = re.compile(r"(?:^|[^a-z])(instruct|chat|it|sft|rlhf|dpo|assistant)(?:[^a-z]|$)")
+
+
+def looks_instruct(*names: str | None) -> bool:
+    """Whether a model name, file name or metadata field says the model was tuned to chat
+    (``instruct``, ``chat``, ``it``, ``sft``…); base models stay on plain text."""
+    return any(n and _INSTRUCT.search(n.lower()) for n in names)
+
+
+def choose_format(template: str | None, has_token: Any, instruct: bool) -> ChatFormat:
+    """The model's own template when it has one; else a format its vocabulary was trained for
+    (``has_token(text)``: whether ``text`` is one special token) when the model is tuned to
+    chat; else plain text."""
+    if template:
+        return ChatFormat("template", template, "the chat template in the model file")
+    if instruct:
+        for marker, name, source, what in _FALLBACKS:
+            if has_token(marker):
+                return ChatFormat(
+                    name,
+                    source,
+                    f"no chat template in the file; the vocabulary has {marker}: {what}",
+                )
+        return ChatFormat("plain", PLAIN_TEMPLATE, "no chat template and no known turn markers")
+    return ChatFormat("plain", PLAIN_TEMPLATE, "no chat template in the file and a base model")
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of the rendered prompt: scaffold (``special=True``) or message content."""
+    """A piece of the rendered prompt: tokenized with special tokens parsed (``special``) or
+    as plain text (control-token text that came from message content)."""
 
     text: str
     special: bool
 
 
-def _raise_exception(message: str) -> None:
-    raise TemplateError(f"the model's chat template refused the conversation: {message}")
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered conversation: its segments and notes for the user (system folding)."""
+
+    segments: tuple[Segment, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments)
 
 
-def _environment() -> Any:
-    from chatterm.jinja_sandbox import environment
+# -- the environment -------------------------------------------------------------------------
 
-    env = environment(
-        MAX_OUTPUT_CHARS, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+
+def _raise_exception(message: Any) -> None:
+    from chatterm.jinja_sandbox import TemplateRaised
+
+    raise TemplateRaised(str(message))
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | str | None = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    """transformers' ``tojson``: ``json.dumps`` with its options, no HTML escaping."""
+    import json
+
+    if separators is not None:
+        separators = tuple(separators)
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
     )
 
-    def tojson(value: Any, indent: int | None = None, **_: Any) -> str:
-        import json
 
-        return json.dumps(value, indent=indent, ensure_ascii=False)
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
 
-    env.filters["tojson"] = tojson
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    from jinja2 import nodes
+    from jinja2.ext import Extension
+
+    from chatterm.jinja_sandbox import environment, guard_filters
+
+    class Generation(Extension):
+        """``{% generation %}…{% endgeneration %}`` (transformers marks assistant text with it
+        for training masks): a call block that renders its body."""
+
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            call = self.call_method("_body")
+            return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+        def _body(self, caller: Any) -> str:
+            return str(caller())
+
+    env = environment(
+        MAX_OUTPUT_CHARS,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[Generation, "jinja2.ext.loopcontrols"],
+    )
+    env.filters["tojson"] = _tojson
+    guard_filters(env)
     env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env.globals["strftime_now"] = _strftime_now
     return env
 
 
-_ENV: Any = None
-_COMPILED: dict[str, Any] = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _compile(source: str) -> Any:
-    global _ENV
-    if _ENV is None:
-        _ENV = _environment()
-    template = _COMPILED.get(source)
-    if template is None:
-        from jinja2 import TemplateSyntaxError
+    from chatterm.jinja_sandbox import compile_template
 
-        try:
-            template = _ENV.from_string(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"the chat template has a syntax error on line {exc.lineno}: {exc.message}"
-            ) from None
-        _COMPILED[source] = template
-    return template
+    return compile_template(_environment(), source)
+
+
+def _error(origin: str, exc: RenderError) -> ChatTemplateError:
+    where = f" (line {exc.line})" if exc.line else ""
+    if exc.kind == "raised":
+        return ChatTemplateError(f"{origin}: the chat template refused the conversation: {exc}")
+    if exc.kind == "syntax":
+        return ChatTemplateError(f"{origin}: the chat template does not compile{where}: {exc}")
+    if exc.kind == "budget":
+        return ChatTemplateError(f"{origin}: the chat template {exc}{where}; refusing it")
+    return ChatTemplateError(f"{origin}: the chat template failed{where}: {exc}")
+
+
+def _as_dict(message: ChatMessage | Mapping[str, Any]) -> dict[str, Any]:
+    """A message as the template sees it: ``role``, ``content`` and any other field set
+    (``reasoning_content``…)."""
+    if isinstance(message, Mapping):
+        return dict(message)
+    out = {"role": message.role, "content": message.content}
+    if dataclasses.is_dataclass(message):
+        for f in dataclasses.fields(message):
+            value = getattr(message, f.name)
+            if f.name not in out and value is not None and value != f.default:
+                out[f.name] = value
+    return out
+
+
+def render_text(
+    source: str,
+    messages: Iterable[ChatMessage | Mapping[str, Any]],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+    origin: str = "the model",
+    **template_kwargs: Any,
+) -> str:
+    """Render ``messages`` with ``source`` as transformers would, under the budgets.
+
+    ``template_kwargs`` are passed to the template as variables (``enable_thinking``, ``tools``,
+    other special tokens…). Raises :class:`ChatTemplateError` (exit 3) with the template's own
+    message when it refuses, fails, does not compile or goes past its budget; ``origin`` (the
+    model file) starts the message.
+    """
+    from chatterm.jinja_sandbox import render_bounded
+
+    try:
+        template = _compile(source)
+        context: dict[str, Any] = {
+            "messages": [_as_dict(m) for m in messages],
+            "tools": None,
+            "documents": None,
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": bos_token,
+            "eos_token": eos_token,
+            **template_kwargs,
+        }
+        return render_bounded(template, context, max_chars=MAX_OUTPUT_CHARS)
+    except RenderError as exc:
+        raise _error(origin, exc) from None
 
 
 def render(
@@ -89,76 +279,182 @@ def render(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    **template_kwargs: Any,
 ) -> str:
-    """Render ``messages`` with template ``source`` under the sandbox and budgets."""
-    from jinja2 import TemplateError as JinjaError
+    """:func:`render_text` without control-token protection or system folding (for tests and
+    for checking a template against the reference)."""
+    return render_text(
+        source,
+        messages,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+        **template_kwargs,
+    )
 
-    from chatterm.jinja_sandbox import BudgetExceeded, render_bounded
 
-    template = _compile(source)
-    items = [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
-    context = {
-        "messages": items,
-        "bos_token": bos_token,
-        "eos_token": eos_token,
-        "add_generation_prompt": add_generation_prompt,
-    }
+@functools.lru_cache(maxsize=16)
+def has_system_role(source: str) -> bool:
+    """Whether the template renders a system message (False when it refuses one or drops its
+    text), probed once per template with a system and a user message."""
     try:
-        return render_bounded(template, context, max_chars=MAX_OUTPUT_CHARS)
-    except BudgetExceeded as exc:
-        raise TemplateError(f"the chat template {exc}; refusing it") from None
-    except JinjaError as exc:
-        raise TemplateError(f"the chat template failed: {exc}") from None
+        text = render_text(
+            source,
+            [
+                {"role": "system", "content": _SYSTEM_PROBE},
+                {"role": "user", "content": _USER_PROBE},
+            ],
+        )
+    except ChatTemplateError:
+        return False
+    return _SYSTEM_PROBE in text
+
+
+def fold_system(
+    messages: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], bool]:
+    """The system prompt moved to the start of the first user message (llama.cpp's and
+    ollama's behaviour for templates without a system role); returns the messages and
+    whether anything was folded."""
+    if not messages or messages[0].get("role") != "system":
+        return list(messages), False
+    system = str(messages[0].get("content") or "")
+    rest = [dict(m) for m in messages[1:]]
+    for m in rest:
+        if m.get("role") == "user":
+            m["content"] = f"{system}\n\n{m.get('content') or ''}" if system else m["content"]
+            return rest, True
+    return [{"role": "user", "content": system}, *rest], True
+
+
+# -- control-token text in content -----------------------------------------------------------
+
+_SENTINEL_BASES = (0xF0000, 0x100000, 0xE000)
+
+
+@functools.lru_cache(maxsize=8)
+def _control_pattern(control_texts: frozenset[str]) -> re.Pattern[str] | None:
+    texts = sorted((t for t in control_texts if t), key=len, reverse=True)
+    if not texts:
+        return None
+    return re.compile("|".join(re.escape(t) for t in texts))
+
+
+def _pick_base(strings: Iterable[str]) -> int:
+    for base in _SENTINEL_BASES:
+        lo, hi = base, base + 0x1000
+        if not any(lo <= ord(ch) < hi for s in strings for ch in s if ord(ch) >= 0xE000):
+            return base
+    raise ChatTemplateError("the messages use every private-use character range chatterm needs")
+
+
+def neutralise(
+    messages: Sequence[dict[str, Any]], control_texts: frozenset[str]
+) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Swap control-token text inside message fields for sentinel characters; returns the new
+    messages, the swapped texts in sentinel order, and the sentinel base code point."""
+    pattern = _control_pattern(control_texts)
+    if pattern is None:
+        return [dict(m) for m in messages], [], 0
+    strings = [v for m in messages for k, v in m.items() if k != "role" and isinstance(v, str)]
+    if not any(pattern.search(s) for s in strings):
+        return [dict(m) for m in messages], [], 0
+    base = _pick_base(strings)
+    swapped: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        if len(swapped) >= 0x1000:
+            raise ChatTemplateError("the messages hold more than 4,096 control-token texts")
+        swapped.append(match.group(0))
+        return chr(base + len(swapped) - 1)
+
+    out = []
+    for m in messages:
+        out.append(
+            {
+                k: pattern.sub(swap, v) if k != "role" and isinstance(v, str) else v
+                for k, v in m.items()
+            }
+        )
+    return out, swapped, base
+
+
+def restore(text: str, swapped: Sequence[str], base: int) -> list[Segment]:
+    """Split rendered ``text`` at sentinels: scaffold segments and plain-text segments."""
+    if not swapped:
+        return [Segment(text, True)] if text else []
+    sentinel = re.compile(f"[{chr(base)}-{chr(base + len(swapped) - 1)}]")
+    segments: list[Segment] = []
+    pos = 0
+    for match in sentinel.finditer(text):
+        if match.start() > pos:
+            segments.append(Segment(text[pos : match.start()], True))
+        segments.append(Segment(swapped[ord(match.group(0)) - base], False))
+        pos = match.end()
+    if pos < len(text):
+        segments.append(Segment(text[pos:], True))
+    return segments
+
+
+def render_conversation(
+    source: str,
+    messages: Sequence[ChatMessage | Mapping[str, Any]],
+    *,
+    control_texts: frozenset[str] = frozenset(),
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+    origin: str = "the model",
+    **template_kwargs: Any,
+) -> Rendered:
+    """Render for the model: system folded when the template has no system role, control-token
+    text in content kept as plain text (see the module docstring).
+
+    Raises :class:`ChatTemplateError` (exit 3) naming ``origin`` when the template fails, and
+    when it renders nothing at all (llama.cpp aborts on an empty prompt).
+    """
+    items = [_as_dict(m) for m in messages]
+    notes: tuple[str, ...] = ()
+    if items and items[0].get("role") == "system" and not has_system_role(source):
+        items, folded = fold_system(items)
+        if folded:
+            notes = (FOLD_NOTE,)
+    safe, swapped, base = neutralise(items, control_texts)
+    text = render_text(
+        source,
+        safe,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+        origin=origin,
+        **template_kwargs,
+    )
+    if not text and items:
+        raise ChatTemplateError(
+            f"{origin}: the chat template rendered nothing for this conversation"
+        )
+    return Rendered(tuple(restore(text, swapped, base)), notes)
 
 
 def render_segments(
     source: str,
     messages: Sequence[ChatMessage],
     *,
+    control_texts: Iterable[str] = ("<|im_start|>", "<|im_end|>"),
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    **template_kwargs: Any,
 ) -> list[Segment]:
-    """Render with content kept apart from scaffold (see the module docstring).
-
-    Falls back to one scaffold segment holding everything when the template transforms content
-    (so the placeholders do not survive intact); that path tokenizes content with special tokens
-    on, which only matters if the content contains control-token text.
-    """
-    tag = uuid.uuid4().hex[:12]
-    marks = [f"\x00{tag}{i}\x00" for i in range(len(messages))]
-    masked = [ChatMessage(m.role, mark) for m, mark in zip(messages, marks)]
-    text = render(
-        source,
-        masked,
-        bos_token=bos_token,
-        eos_token=eos_token,
-        add_generation_prompt=add_generation_prompt,
+    """The segments of :func:`render_conversation` (kept for older callers)."""
+    return list(
+        render_conversation(
+            source,
+            messages,
+            control_texts=frozenset(control_texts),
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt,
+            **template_kwargs,
+        ).segments
     )
-    segments: list[Segment] = []
-    rest = text
-    for message, mark in zip(messages, marks):
-        head, found, tail = rest.partition(mark)
-        if not found:
-            continue  # the template dropped this message (or transformed it: checked below)
-        if head:
-            segments.append(Segment(head, True))
-        if message.content:
-            segments.append(Segment(message.content, False))
-        rest = tail
-    if rest:
-        segments.append(Segment(rest, True))
-    # Any trace of a placeholder left in the scaffold means the template transformed content
-    # (upper-cased, sliced, repeated it): the split is wrong, so render the plain way.
-    key = tag.casefold()
-    intact = not any(s.special and (key in s.text.casefold() or "\x00" in s.text) for s in segments)
-    if intact:
-        return segments
-    full = render(
-        source,
-        messages,
-        bos_token=bos_token,
-        eos_token=eos_token,
-        add_generation_prompt=add_generation_prompt,
-    )
-    return [Segment(full, True)]

@@ -28,13 +28,15 @@ class Candidate:
 @dataclass(frozen=True)
 class PromptReady:
     """The prompt was rendered and fits: how many tokens, how many the KV cache already held,
-    and how many old messages were dropped to make room."""
+    and how many old messages were dropped to make room. ``notes``: what the user should be
+    told about the rendering (a system prompt folded into the first user message)."""
 
     prompt_tokens: int
     cached_tokens: int
     n_ctx: int
     dropped_messages: int = 0
     prompt_text: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

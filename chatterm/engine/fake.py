@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from chatterm.engine.base import RenderedPrompt, TokenPiece
 from chatterm.engine.events import (
@@ -53,7 +54,11 @@ class FakeEngine:
         return self
 
     def render(
-        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
     ) -> RenderedPrompt:
         text = "".join(f"<|{m.role}|>{m.content}\n" for m in messages)
         if add_generation_prompt:

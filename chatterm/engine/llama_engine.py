@@ -10,7 +10,6 @@ stop strings on a short tail. Probabilities, when asked for, come from the last 
 from __future__ import annotations
 
 import codecs
-import ctypes
 import math
 import threading
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatterm.engine import chat_template, compute_thread
+from chatterm.engine import compute_thread
 from chatterm.engine.base import RenderedPrompt, TokenPiece
 from chatterm.engine.compute_thread import EitherSet
 from chatterm.engine.events import (
@@ -30,6 +29,7 @@ from chatterm.engine.events import (
     Stats,
     Token,
 )
+from chatterm.engine.vocab import Vocabulary, _silence_llama_logs
 from chatterm.errors import ContextOverflowError, ModelError
 from chatterm.gguf_file import GGUFInfo, read_gguf, shard_paths
 from chatterm.hardware import default_threads
@@ -73,42 +73,42 @@ def system_info() -> str:
     return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
 
 
-def _silence_llama_logs() -> None:
-    """Route llama.cpp's C-level log lines nowhere; ``verbose=False`` alone misses some."""
+_CONSTRUCT_LOCK = threading.Lock()
+
+
+class _NoChatFormatter:
+    """Stands in for llama-cpp-python's ``Jinja2ChatFormatter`` while a model loads.
+
+    ``Llama.__init__`` compiles every chat template in the GGUF's metadata with its own Jinja
+    environment, outside chatterm's budgets: a hostile template (``'a' * 10**9`` folded as a
+    constant, ``7**999999999``) would cost seconds and gigabytes, or hang, before chatterm could
+    refuse it. chatterm renders templates itself (:mod:`chatterm.engine.chat_template`), so
+    the formatter is never needed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def to_chat_handler(self) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("chatterm renders chat templates itself")
+
+        return refuse
+
+
+def _load_llama(**kwargs: Any) -> Any:
+    """``llama_cpp.Llama(**kwargs)`` without llama-cpp-python's own chat-template compilation
+    (see :class:`_NoChatFormatter`)."""
     import llama_cpp
+    from llama_cpp import llama_chat_format
 
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is None:
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-
-
-_LOG_CALLBACK: Any = None
-
-
-def readable_piece(raw: bytes) -> tuple[str, bool]:
-    """A token's bytes as text, with bytes that are not valid UTF-8 on their own (byte-fallback
-    tokens, parts of a multi-byte character) shown as ``<0xF0>`` escapes. Returns the text and
-    whether any byte needed escaping."""
-    text = raw.decode("utf-8", errors="backslashreplace")
-    if "\\x" not in text or raw.decode("utf-8", errors="ignore") == text:
-        return text, False
-    out, fallback = [], False
-    i = 0
-    while i < len(raw):
-        for width in (4, 3, 2, 1):
-            chunk = raw[i : i + width]
-            try:
-                out.append(chunk.decode("utf-8"))
-                i += len(chunk)
-                break
-            except UnicodeDecodeError:
-                continue
-        else:
-            out.append(f"<0x{raw[i]:02X}>")
-            fallback = True
-            i += 1
-    return "".join(out), fallback
+    with _CONSTRUCT_LOCK:
+        original = llama_chat_format.Jinja2ChatFormatter
+        llama_chat_format.Jinja2ChatFormatter = _NoChatFormatter  # type: ignore[misc,assignment]
+        try:
+            return llama_cpp.Llama(**kwargs)
+        finally:
+            llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
 
 
 class LlamaEngine:
@@ -150,7 +150,7 @@ class LlamaEngine:
         if gpu_layers and not self.gpu_offload:
             gpu_layers = 0  # reported by `gpu_note`; a CPU build would ignore it anyway
         try:
-            self._llm = llama_cpp.Llama(
+            self._llm = _load_llama(
                 model_path=str(self.model_path),
                 n_ctx=n_ctx,
                 n_batch=512,
@@ -162,22 +162,10 @@ class LlamaEngine:
                 verbose=False,
             )
         except Exception as exc:  # llama.cpp reports every load failure as a bare exception
-            from jinja2 import TemplateError as JinjaError
-
-            if isinstance(exc, JinjaError):
-                raise ModelError(
-                    f"{self.model_path}: the model's chat template is broken: {exc}"
-                ) from None
             raise ModelError(f"{self.model_path}: llama.cpp could not load it ({exc})") from None
         self._vocab = self._llm._model.vocab
         self._n_vocab = self._llm.n_vocab()
-        self.template = self.info.chat_template or chat_template.FALLBACK_TEMPLATE
-        self.has_chat_template = self.info.chat_template is not None
-        model = self._llm._model
-        self._bos = model.token_get_text(model.token_bos()) if model.token_bos() != -1 else ""
-        self._eos = model.token_get_text(model.token_eos()) if model.token_eos() != -1 else ""
-        self._add_bos = bool(model.add_bos_token())
-        self._local = threading.local()
+        self.vocab = Vocabulary(self._llm._model, self.model_path, self.info, name=self.name)
         self.kv_cache = kv_cache
         self.kv_cache_key = ""
         if kv_cache is not None:
@@ -215,84 +203,43 @@ class LlamaEngine:
     # -- tokens --------------------------------------------------------------------------
 
     def _piece_bytes(self, token_id: int) -> bytes:
-        import llama_cpp
-
-        # One buffer per thread: replies stream on the compute thread while the UI looks
-        # tokens up (probabilities, token chips) on its own.
-        local = self._local
-        buf = getattr(local, "buf", None)
-        if buf is None:
-            buf = local.buf = ctypes.create_string_buffer(256)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
-        if n < 0:
-            buf = local.buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, len(buf), 0, False)
-        return buf.raw[:n]
-
-    def _special_text(self, token_id: int) -> bytes:
-        import llama_cpp
-
-        buf = ctypes.create_string_buffer(256)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token_id, buf, 256, 0, True)
-        return buf.raw[: max(n, 0)]
+        return self.vocab.piece_bytes(token_id)
 
     def is_special(self, token_id: int) -> bool:
-        import llama_cpp
-
-        attr = llama_cpp.llama_vocab_get_attr(self._vocab, token_id)
-        hidden = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
-        return bool(attr & hidden)
+        return self.vocab.is_special(token_id)
 
     def piece(self, token_id: int) -> TokenPiece:
         """How one token reads: its text (control tokens by name) and what kind it is."""
-        if self.is_special(token_id):
-            text, fallback = readable_piece(self._special_text(token_id))
-            return TokenPiece(token_id, text, special=True)
-        text, fallback = readable_piece(self._piece_bytes(token_id))
-        return TokenPiece(token_id, text, byte_fallback=fallback)
+        return self.vocab.piece(token_id)
 
     def token_ids(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
-        if not text:
-            return []
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+        return self.vocab.token_ids(text, special=special, add_bos=add_bos)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]:
-        return [self.piece(t) for t in self.token_ids(text, special=special)]
+        return self.vocab.tokenize(text, special=special)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
-        return b"".join(self._piece_bytes(t) for t in token_ids).decode("utf-8", "replace")
+        return self.vocab.detokenize(token_ids)
 
     # -- prompts -------------------------------------------------------------------------
 
+    @property
+    def chat_format(self) -> Any:
+        """The model's chat format (:class:`chatterm.engine.chat_template.ChatFormat`)."""
+        return self.vocab.chat_format
+
     def render(
-        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
     ) -> RenderedPrompt:
-        """The prompt text and tokens for ``messages``; scaffold and content are tokenized
-        apart so user text can never turn into control tokens."""
-        segments = self._segments(messages, add_generation_prompt)
-        return RenderedPrompt("".join(s.text for s in segments), self._segment_tokens(segments))
-
-    def _segments(
-        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
-    ) -> list[chat_template.Segment]:
-        return chat_template.render_segments(
-            self.template,
-            messages,
-            bos_token=self._bos,
-            eos_token=self._eos,
-            add_generation_prompt=add_generation_prompt,
+        """The prompt text and tokens for ``messages`` (see :meth:`Vocabulary.render`);
+        ``template_kwargs`` reach the chat template (``enable_thinking``…)."""
+        return self.vocab.render(
+            messages, add_generation_prompt=add_generation_prompt, **template_kwargs
         )
-
-    def _segment_tokens(self, segments: Sequence[chat_template.Segment]) -> tuple[int, ...]:
-        tokens: list[int] = []
-        bos = self._llm.token_bos()
-        if self._add_bos and bos != -1:
-            first = segments[0].text if segments else ""
-            if not (self._bos and first.startswith(self._bos)):
-                tokens.append(bos)
-        for seg in segments:
-            tokens.extend(self.token_ids(seg.text, special=seg.special))
-        return tuple(tokens)
 
     def fit(self, messages: Sequence[ChatMessage], reserve: int) -> tuple[RenderedPrompt, int]:
         """Render ``messages`` so that ``reserve`` tokens remain for the reply, dropping the
@@ -493,14 +440,12 @@ class LlamaEngine:
         with self._lock:
             if self._llm is None:  # closed meanwhile (a model switch, quitting)
                 return 0
-            segments = self._segments([*messages, ChatMessage("user", WARM_PROBE)])
-            probe = max(
-                (i for i, seg in enumerate(segments) if not seg.special and seg.text == WARM_PROBE),
-                default=None,
+            found = self.vocab.prefix_tokens(
+                [*messages, ChatMessage("user", WARM_PROBE)], WARM_PROBE
             )
-            if probe is None:
+            if found is None:
                 return 0
-            tokens = self._segment_tokens(segments[:probe])
+            tokens = found
             if len(tokens) + MIN_REPLY_TOKENS >= self.n_ctx:
                 return 0  # the next turn drops history anyway: nothing here would be reused
             cached = self._prepare_cache(tokens)
@@ -544,7 +489,7 @@ class LlamaEngine:
         n_ctx = self.n_ctx
         start = time.perf_counter()
         cached = self._prepare_cache(tokens)
-        yield PromptReady(len(tokens), cached, n_ctx, dropped, prompt.text)
+        yield PromptReady(len(tokens), cached, n_ctx, dropped, prompt.text, prompt.notes)
         reason = "stop"
         generated = 0
         first_at = last_at = 0.0

@@ -429,7 +429,11 @@ class RemoteEngine:
         )
 
     def render(
-        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
     ) -> RenderedPrompt:
         """The prompt as the server's chat template renders it, and its token ids
         (llama-server's ``/apply-template`` and ``/tokenize``).

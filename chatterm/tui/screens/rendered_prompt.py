@@ -49,6 +49,7 @@ class RenderedView:
     cached: int
     special: int
     exact_tokens: bool  # token boundaries known (llama.cpp), not guessed from the text
+    notes: tuple[str, ...] = ()  # from the rendering: a system prompt folded into a user turn
 
 
 def prompt_segments(engine: Any, messages: Sequence[ChatMessage], cached: int) -> RenderedView:
@@ -66,7 +67,9 @@ def prompt_segments(engine: Any, messages: Sequence[ChatMessage], cached: int) -
         if pos < len(prompt.text):
             segments.append(PromptSegment(prompt.text[pos:]))
         specials = sum(s.special for s in segments)
-        return RenderedView(prompt.text, tuple(segments), len(prompt.tokens), 0, specials, False)
+        return RenderedView(
+            prompt.text, tuple(segments), len(prompt.tokens), 0, specials, False, prompt.notes
+        )
     detokenize = getattr(engine, "detokenize", None)
     out: list[PromptSegment] = []
     fallback: list[int] = []  # byte-fallback ids, decoded together into readable characters
@@ -99,6 +102,7 @@ def prompt_segments(engine: Any, messages: Sequence[ChatMessage], cached: int) -
         min(cached, len(prompt.tokens)),
         specials,
         True,
+        prompt.notes,
     )
 
 
@@ -222,12 +226,15 @@ class RenderedPromptScreen(ModalScreen[None]):
         view = self.view = message.view
         self.query_one("#prompt-legend", Static).update(legend(view, self.cached is not None))
         self.query_one("#prompt-text", Static).update(prompt_content(view))
+        notes = [f"Note: {n[0].upper()}{n[1:]}." for n in view.notes]
         if self.sent_text is not None and self.sent_text != view.text:
-            note = self.query_one("#prompt-note", Static)
-            note.update(
+            notes.append(
                 "Re-rendered from the messages as they are now; the prompt actually sent "
                 "differed (older turns dropped, or the persona changed since)."
             )
+        if notes:
+            note = self.query_one("#prompt-note", Static)
+            note.update("\n".join(notes))
             note.display = True
         self.query_one(VerticalScroll).scroll_end(animate=False)
 
