@@ -317,6 +317,8 @@ def _parse(r: _Reader) -> tuple[GGUFInfo, int]:
 
 
 def _check_tensor_data(info: GGUFInfo, data_start: int) -> None:
+    if not info.tensors:  # a vocab-only GGUF (llama.cpp ships them) ends after its metadata
+        return
     end = data_start
     for t in info.tensors:
         block = _GGML_BLOCKS.get(t.ggml_type)

@@ -82,6 +82,22 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
     )
 
 
+def load_vocabulary(options: EngineOptions, config: Config | None = None) -> Any:
+    """What ``render`` and ``tokenize`` need: the model's vocabulary alone (llama.cpp's
+    ``vocab_only``: no weights, no context; vocab-only GGUFs work too), or a remote model's
+    engine. Either has ``render``, ``tokenize``, ``name``, ``n_ctx`` and ``close``. Raises
+    ``ModelError`` (exit 3)."""
+    from chatterm.engine.vocab import Vocabulary
+
+    config = config or load_config()
+    if config.remote_model(options.model or config.default_model) is not None:
+        return load_engine(options, config)
+    entry = resolve_model(options.model, config.default_model)
+    vocab = Vocabulary.load(entry.path, name=entry.name)
+    vocab.n_ctx = options.ctx_size or config.ctx_size
+    return vocab
+
+
 def sampling_settings(
     config: Config | None = None,
     persona_defaults: Mapping[str, Any] | None = None,

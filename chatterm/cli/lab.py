@@ -87,23 +87,33 @@ def _load(model: str | None, ctx_size: int | None, threads: int | None, config: 
 
 def tokenize(
     text: list[str] = typer.Argument(None, help="Text to split; read from stdin when absent."),
-    model: str = MODEL_OPTION,
+    model: list[str] = typer.Option(
+        None,
+        "-m",
+        "--model",
+        help="Model name (see `chatterm models`) or GGUF path; a vocab-only GGUF is enough. "
+        "Repeat to compare how several models split the same text. [env var: CHATTERM_MODEL]",
+    ),
     special: bool = typer.Option(
         False,
         "--special",
         help="Parse control-token text such as <|im_end|> as the control tokens themselves.",
     ),
     as_json: bool = typer.Option(
-        False, "--json", help='Print {"tokens": [{"id", "piece", …}], "count"}.'
+        False,
+        "--json",
+        help='Print {"tokens": [{"id", "piece", …}], "count"} (several models: {"models": […]}).',
     ),
 ) -> None:
     """Show how the model's own tokenizer splits text into tokens.
 
     Each piece with its id; control tokens are marked, and bytes of a character split across
-    tokens show as <0xE6>. Example: chatterm tokenize "Hello, world!"
+    tokens show as <0xE6>. Only the vocabulary is loaded. With several --model options, the
+    splits are shown one under another. Example: chatterm tokenize "Hello, world!"
     """
-    from chatterm.cli.lab_view import print_tokens
+    from chatterm.cli.lab_view import print_token_comparison, print_tokens
     from chatterm.config import load_config
+    from chatterm.services import EngineOptions, load_vocabulary
 
     if text:
         source = " ".join(text)
@@ -113,12 +123,24 @@ def tokenize(
         source = read_stdin().removesuffix("\n")
     if not source:
         raise UsageError('nothing to tokenize: give text, e.g. chatterm tokenize "Hello"')
-    engine = _load(model, 256, None, load_config())
-    try:
-        pieces = engine.tokenize(source, special=special)
-    finally:
-        engine.close()
-    print_tokens(pieces, as_json=as_json)
+    config = load_config()
+    names: list[str | None] = list(dict.fromkeys(model)) if model else [None]
+    rows = []
+    status = _Status()
+    for name in names:
+        status.show(f"loading {name or 'the default model'}'s vocabulary…")
+        try:
+            vocab = load_vocabulary(EngineOptions(model=name, ctx_size=256), config)
+        finally:
+            status.clear()
+        try:
+            rows.append((vocab.name, vocab.tokenize(source, special=special)))
+        finally:
+            vocab.close()
+    if len(rows) == 1:
+        print_tokens(rows[0][1], as_json=as_json)
+    else:
+        print_token_comparison(rows, as_json=as_json)
 
 
 # -- chatterm lab sample -------------------------------------------------------------------

@@ -77,6 +77,32 @@ def print_tokens(pieces: Sequence[TokenPiece], *, as_json: bool) -> None:
         print(f"{len(pieces)} tokens")
 
 
+def print_token_comparison(
+    rows: Sequence[tuple[str, Sequence[TokenPiece]]], *, as_json: bool
+) -> None:
+    """How several models split the same text: one line per model, in the order given."""
+    if as_json:
+        models = [{"model": name, **json.loads(tokens_json(pieces))} for name, pieces in rows]
+        print(json.dumps({"models": models}, ensure_ascii=False))
+        return
+    width = max(len(name) for name, _ in rows)
+    if is_terminal():
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(highlight=False)
+        for name, pieces in rows:
+            line = Text(f"{name:<{width}}  {len(pieces):>4} tokens  ", style="bold")
+            for i, p in enumerate(pieces):
+                style = SPECIAL_STYLE if p.special else CHIP_STYLES[i % len(CHIP_STYLES)]
+                line.append(visible(p.piece) or "∅", style=style)
+            console.print(line)
+        return
+    for name, pieces in rows:
+        shown = " ".join(json.dumps(p.piece, ensure_ascii=False) for p in pieces)
+        print(f"{name:<{width}}  {len(pieces):>4} tokens  {shown}")
+
+
 def _tokens_rich(pieces: Sequence[TokenPiece]) -> None:
     from rich.console import Console
     from rich.text import Text

@@ -246,9 +246,14 @@ def show(
     n_ctx = config.ctx_size if ctx_size is None else ctx_size
     if n_ctx <= 0:
         raise UsageError("--ctx-size must be a positive number of tokens")
-    card = build_card(resolve_model(name, config.default_model), n_ctx)
+    from chatterm.engine.vocab import chat_format_of
+
+    entry = resolve_model(name, config.default_model)
+    card = build_card(entry, n_ctx)
+    fmt = chat_format_of(entry.file_paths[0])
     if as_json:
-        print(json.dumps(card.to_dict(), indent=2, ensure_ascii=False))
+        data = {**card.to_dict(), "chat_format": fmt.name, "chat_format_reason": fmt.reason}
+        print(json.dumps(data, indent=2, ensure_ascii=False))
         return
     source = card.source
     if card.repo:
@@ -282,6 +287,7 @@ def show(
         ("quantization", quant),
         ("size", f"{_size(card.file_size)} ({n_files} file{'s' if n_files > 1 else ''})"),
         ("tokenizer", tokenizer),
+        ("chat format", f"{fmt.name} ({fmt.reason})"),
         (
             "RAM estimate",
             f"{_size(card.ram_bytes)} at --ctx-size {card.ctx_size} (weights "
@@ -297,7 +303,7 @@ def show(
         )
         print(_printable(card.chat_template))
     else:
-        print("\nchat template: none in the file (chatterm falls back to ChatML)")
+        print("\nchat template: none in the file (see chat format above)")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -195,7 +195,9 @@ def _group(kind: Kind, plural: str) -> typer.Typer:
 
 
 def render(
-    prompt: list[str] = typer.Argument(None, help="The message; piped stdin comes before it."),
+    prompt: list[str] = typer.Argument(
+        None, help="The message (with -c or --messages: an optional next message)."
+    ),
     persona: str = typer.Option(None, "-p", "--persona", help=PERSONA_HELP),
     template: str = typer.Option(None, "-t", "--template", help=TEMPLATE_HELP),
     var: list[str] = typer.Option(None, "-v", "--var", help=VAR_HELP),
@@ -204,33 +206,62 @@ def render(
         None,
         "-m",
         "--model",
-        help="Model name (see `chatterm models`) or GGUF path.",
+        help="Model name (see `chatterm models`) or GGUF path; a vocab-only GGUF is enough.",
         envvar="CHATTERM_MODEL",
         show_envvar=True,
     ),
+    messages_file: str = typer.Option(
+        None,
+        "--messages",
+        metavar="FILE",
+        help='A whole conversation: {"messages": [{"role", "content"}, …]} as `history export` '
+        "writes it; - reads stdin.",
+    ),
+    conversation: str = typer.Option(
+        None,
+        "-c",
+        "--conversation",
+        metavar="ID",
+        help="A saved conversation (id or prefix), as its next reply would see it.",
+    ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object: text, token count and ids, messages."
+        False,
+        "--json",
+        help="Print one JSON object: text, token count and ids, chat format, notes, messages.",
     ),
 ) -> None:
     """Print the exact text the model sees after its chat template, special tokens included.
 
-    The token count goes to stderr; nothing is generated.
-    Example: chatterm render -p teacher "What is a token?"
+    Only the model's vocabulary is loaded; nothing is generated. The token count and notes
+    (a system prompt folded into the first user message) go to stderr.
+    Examples: chatterm render -p teacher "What is a token?" · chatterm render -c 3f2a "and then?"
+    · chatterm history export 3f2a | chatterm render --messages -
     """
     from chatterm.config import load_config
-    from chatterm.services import EngineOptions, load_engine, sampling_settings
+    from chatterm.services import EngineOptions, load_vocabulary, sampling_settings
 
-    composed = compose_request(prompt, persona, template, var, system)
-    if not composed.user.strip():
-        raise UsageError('nothing to render: give a prompt, e.g. chatterm render "hello"')
     config = load_config()
-    settings = sampling_settings(config, composed.settings)
-    engine = load_engine(EngineOptions(model=model), config)
+    if messages_file is not None and conversation is not None:
+        raise UsageError("choose one of --messages and -c")
+    settings_from: Any = None
+    if messages_file is not None or conversation is not None:
+        messages, model, settings_from = _whole_conversation(
+            messages_file, conversation, prompt, persona, template, var, system, model, config
+        )
+        extra: dict[str, Any] = {}
+    else:
+        composed = compose_request(prompt, persona, template, var, system)
+        if not composed.user.strip():
+            raise UsageError('nothing to render: give a prompt, e.g. chatterm render "hello"')
+        messages = composed.messages()
+        extra = dict(composed.settings)
+    settings = sampling_settings(config, extra, saved=settings_from)
+    tokenizer = load_vocabulary(EngineOptions(model=model), config)
     try:
-        rendered = engine.render(composed.messages())
-        n_ctx = engine.n_ctx
+        rendered = tokenizer.render(messages)
+        n_ctx = tokenizer.n_ctx
     finally:
-        engine.close()
+        tokenizer.close()
     count = len(rendered.tokens)
     if as_json:
         print(
@@ -239,23 +270,74 @@ def render(
                     "text": rendered.text,
                     "tokens": count,
                     "token_ids": list(rendered.tokens),
-                    "model": engine.name,
+                    "model": tokenizer.name,
                     "n_ctx": n_ctx,
-                    "messages": [
-                        {"role": m.role, "content": m.content} for m in composed.messages()
-                    ],
+                    "format": rendered.format,
+                    "notes": list(rendered.notes),
+                    "messages": [{"role": m.role, "content": m.content} for m in messages],
                     "settings": settings.to_dict(),
                 },
                 ensure_ascii=False,
             )
         )
         return
+    for note in rendered.notes:
+        print(f"chatterm: note: {note}", file=sys.stderr)
     sys.stdout.write(rendered.text)
     if sys.stdout.isatty() and not rendered.text.endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()
-    note = f" (more than the {n_ctx}-token context window)" if count > n_ctx else ""
-    print(f"{count} tokens{note}", file=sys.stderr)
+    note = f" (more than the {n_ctx}-token context window)" if n_ctx and count > n_ctx else ""
+    fmt = f" · format: {rendered.format}" if rendered.format else ""
+    print(f"{count} tokens{note}{fmt}", file=sys.stderr)
+
+
+def _whole_conversation(
+    messages_file: str | None,
+    conversation: str | None,
+    prompt: list[str] | None,
+    persona: str | None,
+    template: str | None,
+    var: list[str] | None,
+    system: str | None,
+    model: str | None,
+    config: Any,
+) -> tuple[list[Any], str | None, Any]:
+    """The messages of ``--messages FILE`` or ``-c ID``, with -p/-s as their system prompt and
+    the argument (through -t when given) as a next user message; the model (a saved
+    conversation keeps its own unless -m says otherwise) and the saved sampling settings."""
+    from chatterm import conversation_input
+    from chatterm.cli.ask import read_stdin
+    from chatterm.engine.events import ChatMessage
+    from chatterm.services import continued_model
+
+    saved = None
+    if messages_file is not None:
+        stdin_text = read_stdin() if messages_file == "-" else None
+        messages = conversation_input.read_messages(messages_file, stdin_text)
+        next_text = " ".join(prompt or []).strip()
+    else:
+        assert conversation is not None
+        found, messages = conversation_input.saved_conversation(conversation)
+        saved = found.sampling
+        if model is None:
+            from chatterm.store import ConversationStore
+
+            with ConversationStore() as store:
+                path = [m.model_path for m in store.active_path(found.id) if m.model_path]
+            used = [m for m in (found.model, *path[-1:]) if m]
+            model, _ = continued_model(used, config)
+        next_text = ""
+    if conversation is not None or persona or template or var:
+        composed = compose_request(prompt, persona, template, var, system)
+        next_text = composed.user
+        system = composed.system if (persona or system is not None) else None
+    messages = conversation_input.with_system(messages, system)
+    if next_text.strip():
+        messages = [*messages, ChatMessage("user", next_text)]
+    if not messages:
+        raise UsageError("nothing to render: the conversation has no messages")
+    return messages, model, saved
 
 
 def register(app: typer.Typer) -> None:

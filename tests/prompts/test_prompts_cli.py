@@ -170,7 +170,7 @@ def test_render_prints_the_chat_template_text_and_the_token_count():
     assert result.stdout.startswith("<|im_start|>system\n")  # SmolLM2's default system prompt
     assert "<|im_start|>user\nTranslate the following text into German." in result.stdout
     assert result.stdout.endswith("Hello there<|im_end|>\n<|im_start|>assistant\n")
-    assert re.fullmatch(r"\d+ tokens\n", result.stderr)
+    assert re.fullmatch(r"\d+ tokens · format: template\n", result.stderr)
 
 
 def test_render_json_matches_what_ask_sends():
