@@ -1,0 +1,57 @@
+"""chatterm renders llama.cpp's ~70 real chat templates exactly as transformers would.
+
+The templates come from the installed llama-cpp-python's source distribution (fetched by pip
+at test time, never committed: see ``tests/llama_sdist.py``). Each is rendered with chatterm and
+with the independent reference renderer of ``tests/template_reference.py`` for five
+conversations; every case must give identical text, or both must refuse.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import llama_sdist
+from tests.template_reference import CONVERSATIONS, compare
+
+
+def _chatterm(source, messages, **tokens):
+    from chatterm.engine.chat_template import render_text
+
+    return render_text(source, messages, **tokens)
+
+
+@pytest.fixture(scope="module")
+def templates():
+    try:
+        found = llama_sdist.chat_templates()
+    except RuntimeError as exc:  # no network and no pip cache: say so, do not pass silently
+        pytest.fail(f"cannot fetch llama.cpp's templates: {exc}")
+    assert len(found) >= 60, "llama.cpp ships about 70 templates"
+    return found
+
+
+def test_every_real_template_renders_as_transformers_does(templates):
+    failures = []
+    total = agree = 0
+    for path in templates:
+        source = path.read_text(encoding="utf-8")
+        for result in compare(source, _chatterm):
+            total += 1
+            agree += result.agree
+            if not result.agree:
+                failures.append(
+                    f"{path.name} / {result.conversation}: {result.outcome} {result.detail}"
+                )
+    print(f"\ntemplate conformance: {agree}/{total} cases agree ({len(templates)} templates)")
+    assert total == len(templates) * len(CONVERSATIONS)
+    assert not failures, "\n".join(failures)
+
+
+def test_the_check_catches_a_renderer_that_differs(templates):
+    """The comparison itself can fail: a renderer that strips whitespace is caught."""
+
+    def sloppy(source, messages, **tokens):
+        return _chatterm(source, messages, **tokens).strip() + " "
+
+    results = compare(templates[0].read_text(encoding="utf-8"), sloppy)
+    assert any(not r.agree for r in results)
