@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from chatterm.engine import compute_thread
 from chatterm.engine.base import RenderedPrompt, TokenPiece
 from chatterm.engine.compute_thread import EitherSet
+from chatterm.engine.cpu_share import CHECK_INTERVAL_S, CpuShare, threads_for
 from chatterm.engine.events import (
     Candidate,
     ChatMessage,
@@ -134,6 +136,10 @@ class LlamaEngine:
         for shard in shard_paths(self.model_path)[1:]:
             read_gguf(shard)
         self.threads = threads or default_threads()
+        # Only a thread count chatterm chose itself adapts to a busy machine (see cpu_share);
+        # one the user asked for is kept.
+        self._cpu_share = CpuShare() if threads is None else None
+        self.threads_now = self.threads
         self.gpu_layers = gpu_layers
         self.flash_attn = flash_attn
         self._lock = threading.Lock()
@@ -382,6 +388,20 @@ class LlamaEngine:
         # An unchanged state (same token ids) is found on disk by name and not written again.
         cache.save(llm.ctx, self.kv_cache_key, llm.input_ids[:reusable].tolist())
 
+    def _fit_threads(self) -> None:
+        """Run with fewer threads while other programs keep some of our cores busy, and with
+        all of them again once they stop (see :mod:`chatterm.engine.cpu_share`)."""
+        share = self._cpu_share
+        if share is None:
+            return
+        cores = len(share.cpus) if share.cpus else (os.cpu_count() or self.threads)
+        wanted = threads_for(self.threads, cores, share.others())
+        if wanted != self.threads_now:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llm.ctx, wanted, wanted)
+            self.threads_now = wanted
+
     def logits(self) -> Any:
         """The last evaluated position's logits as a NumPy view (valid until the next eval)."""
         import llama_cpp
@@ -502,6 +522,7 @@ class LlamaEngine:
         stopped_on_string = False
         sampler = self._sampler(sampling)
         try:
+            self._fit_threads()
             self._eval_chunks(tokens, cached, cancel)
             prefill_s = time.perf_counter() - start
             # The token loop runs ~80 times a second: bind everything it touches to locals
@@ -521,6 +542,8 @@ class LlamaEngine:
             batch = llm._batch.batch
             batch_token, batch_pos = batch.token, batch.pos
             n_past = llm.n_tokens
+            fit_threads = self._fit_threads
+            checked_at = now()
             while True:
                 if cancel.is_set():
                     reason = "cancelled"
@@ -535,6 +558,9 @@ class LlamaEngine:
                 last_at = now()
                 if generated == 0:
                     first_at = last_at
+                if last_at - checked_at >= CHECK_INTERVAL_S:
+                    fit_threads()
+                    checked_at = last_at
                 if is_eog(vocab, token):
                     break
                 generated += 1
