@@ -17,6 +17,8 @@ import pytest
 
 from chatterm.catalog import starter_model_path
 
+pytest_plugins = ["tests.tmux"]  # the ``tmux`` fixture: a real terminal for end-to-end tests
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_THREADS = os.environ.get("CHATTERM_TEST_THREADS", "")
 """Threads for every model the tests load (unset: chatterm's default). For running tests beside

@@ -14,6 +14,7 @@ import typer
 
 from chatterm.cli.errors import handle_errors
 from chatterm.errors import EXIT_INTERRUPTED, UsageError
+from chatterm.outcome import outcome
 from chatterm.sampling import FIELDS_BY_NAME
 
 
@@ -167,7 +168,9 @@ def ask(
     ).resolved_seed()
     messages = recorder.messages(composed.system, composed.user)
 
-    status = _Status(enabled=sys.stderr.isatty())
+    from chatterm.cli.output import StatusLine
+
+    status = StatusLine()
     status.show("loading model…")
     try:
         engine = load_engine(
@@ -205,11 +208,11 @@ def _stream(
     show_probs: bool = False,
     recorder: Any = None,
 ) -> None:
-    from chatterm.cli.output import make_probability_writer, make_writer
+    from chatterm.cli.output import ansi_terminal, make_probability_writer, make_writer
     from chatterm.engine.events import Finished, PromptReady, Token
 
     # Probabilities are read only when they will be shown: off costs nothing.
-    colour = show_probs and not as_json and sys.stdout.isatty()
+    colour = show_probs and not as_json and ansi_terminal(sys.stdout)
     top_k = logprobs if as_json else int(colour)
     if logprobs and not as_json:
         print("chatterm: note: --logprobs adds probabilities to --json output", file=sys.stderr)
@@ -281,32 +284,21 @@ def _stream(
     if finished.error:
         print(f"chatterm: error: {finished.error}", file=sys.stderr)
         raise typer.Exit(1)
+    if finished.reason == "length" and not as_json and sys.stderr.isatty():
+        # A cut answer must not pass for a whole one (scripts read finish_reason in --json).
+        n = finished.stats.generated_tokens
+        print(
+            f"chatterm: note: the answer was cut at {n} token{'s' if n != 1 else ''} (max "
+            "tokens or the context window); raise the limit with --max-tokens",
+            file=sys.stderr,
+        )
     if stats or (sys.stderr.isatty() and not as_json):
-        print(f"[{finished.reason}] {finished.stats.summary()}", file=sys.stderr)
+        word = outcome(finish_reason=finished.reason)
+        print(f"[{word}] {finished.stats.summary()}", file=sys.stderr)
 
 
 def _warn(message: str) -> None:
     print(f"chatterm: warning: {message}", file=sys.stderr)
-
-
-class _Status:
-    """A one-line status on stderr (a terminal only), erased before the answer starts."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.visible = False
-
-    def show(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r\x1b[2K\x1b[2m{text}\x1b[0m")
-            sys.stderr.flush()
-            self.visible = True
-
-    def clear(self) -> None:
-        if self.visible:
-            sys.stderr.write("\r\x1b[2K")
-            sys.stderr.flush()
-            self.visible = False
 
 
 def register(app: typer.Typer) -> None:

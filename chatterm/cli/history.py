@@ -16,6 +16,7 @@ import typer
 
 from chatterm.cli.errors import handle_errors
 from chatterm.errors import UsageError
+from chatterm.outcome import outcome
 
 if TYPE_CHECKING:
     from chatterm.store import Conversation, ConversationStore
@@ -53,6 +54,7 @@ def list_conversations(
     """List saved conversations, most recent first."""
     with _store() as store:
         found = store.list_conversations(limit=limit or None, search=search)
+        hidden = store.count_conversations(search=search) - len(found) if limit > 0 else 0
     if as_json:
         _print_json([conversation.to_dict() for conversation in found])
         return
@@ -64,6 +66,8 @@ def list_conversations(
         count = f"{n} msg" + ("s" if n != 1 else "")
         title = _one_line(conversation.title or "(untitled)", 70)
         print(f"{conversation.id}  {_local(conversation.updated)}  {count:>7}  {title}")
+    if hidden > 0:
+        _more(hidden, "conversation", limit)
 
 
 def show(
@@ -98,7 +102,11 @@ def _print_transcript(conversation: Conversation, path: list[Any], positions: di
         number, total = positions.get(message.id, (1, 1))
         if total > 1:
             labels.append(f"branch {number}/{total}")
-        if message.status != "complete":
+        if message.role == "assistant":
+            word = outcome(message.status, message.finish_reason)
+            if word != "done":
+                labels.append(word)
+        elif message.status != "complete":
             labels.append(message.status)
         suffix = f" ({', '.join(labels)})" if labels else ""
         print(f"\n{message.role}{suffix}:")
@@ -113,7 +121,9 @@ def search(
     """Find messages containing every word of QUERY (prefixes match, case ignored)."""
     text = " ".join(query)
     with _store() as store:
-        hits = store.search(text, limit=limit if limit > 0 else -1)
+        hits = store.search(text, limit=-1)  # all, to say how many are not shown
+    hidden = max(0, len(hits) - limit) if limit > 0 else 0
+    hits = hits[:limit] if limit > 0 else hits
     if as_json:
         _print_json([hit.to_dict() for hit in hits])
         return
@@ -123,6 +133,14 @@ def search(
     for hit in hits:
         title = _one_line(hit.conversation_title or "(untitled)", 40)
         print(f"{hit.conversation_id}  {title}  {hit.role}: {_one_line(hit.snippet, 90)}")
+    if hidden > 0:
+        _more(hidden, "match", limit)
+
+
+def _more(hidden: int, what: str, limit: int) -> None:
+    """Say on stderr how many rows ``--limit`` left out, and how to see them all."""
+    plural = what + ("es" if what.endswith("ch") else "s") if hidden != 1 else what
+    print(f"… {hidden} more {plural} not shown (--limit 0 shows all)", file=sys.stderr)
 
 
 def rename(

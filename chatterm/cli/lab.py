@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from chatterm.cli.errors import handle_errors
+from chatterm.cli.output import StatusLine
 from chatterm.errors import UsageError
 from chatterm.sampling import FIELDS_BY_NAME
 
@@ -54,27 +55,10 @@ def _text(args: list[str] | None, *, what: str) -> str:
     return text
 
 
-class _Status:
-    """A one-line note on stderr while the model loads or runs, on a terminal only."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-
-    def show(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r\x1b[2K\x1b[2m{text}\x1b[0m")
-            sys.stderr.flush()
-
-    def clear(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\x1b[2K")
-            sys.stderr.flush()
-
-
 def _load(model: str | None, ctx_size: int | None, threads: int | None, config: Any) -> Any:
     from chatterm.services import EngineOptions, load_engine
 
-    status = _Status()
+    status = StatusLine()
     status.show("loading model…")
     try:
         return load_engine(EngineOptions(model=model, ctx_size=ctx_size, threads=threads), config)
@@ -306,7 +290,7 @@ def _execute(experiment: Any, config: Any, ctx_size: int | None) -> None:
     from chatterm.engine.events import Finished, PromptReady
     from chatterm.lab.compare import EnginePool, default_loader, stream
 
-    status = _Status()
+    status = StatusLine()
     pool = EnginePool(default_loader(config, ctx_size=ctx_size))
     total = len(experiment.runs)
     done = 0

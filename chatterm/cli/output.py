@@ -1,10 +1,51 @@
-"""Where a streamed answer goes: plain text into a pipe, live Markdown onto a terminal."""
+"""Where a streamed answer goes: plain text into a pipe, live Markdown onto a terminal, and the
+one-line status shown on stderr while the model loads or thinks."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
+
+DUMB_TERMS = ("dumb", "unknown")
+"""``TERM`` values of terminals that cannot take escape codes (as rich decides)."""
+
+
+def ansi_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal that understands ANSI escape codes: a tty whose ``TERM``
+    is not ``dumb`` (Emacs' shell, some CI logs). Anything else gets plain text."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+    return tty and os.environ.get("TERM", "").lower() not in DUMB_TERMS
+
+
+class StatusLine:
+    """A one-line dim status on stderr ("loading model…"), erased before anything else is
+    written there; only on a terminal that takes escape codes."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = ansi_terminal(sys.stderr) if enabled is None else enabled
+        self.visible = False
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\x1b[2K\x1b[2m{text}\x1b[0m")
+            sys.stderr.flush()
+            self.visible = True
+
+    def clear(self) -> None:
+        if self.visible:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+            self.visible = False
 
 
 class Writer(Protocol):
@@ -43,49 +84,202 @@ class NullWriter:
         pass
 
 
+def settled_length(text: str) -> int:
+    """How many leading characters of a Markdown text streamed so far can no longer change how
+    they render: every top-level block before the last two. (The last block is still being
+    written; the new line below it can still join it: ``3`` becomes ``3. item`` and continues
+    a list, ``---`` turns a paragraph into a heading.) Block boundaries come from markdown-it,
+    the parser rich renders with."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable(["strikethrough", "table"]).parse(text)
+    starts = [t.map[0] for t in tokens if t.level == 0 and t.map and t.nesting >= 0]
+    if len(starts) < 3:
+        return 0
+    lines = text.splitlines(keepends=True)
+    return sum(len(line) for line in lines[: starts[-2]])
+
+
+def _text(line: list[Any]) -> str:
+    return "".join(segment.text for segment in line)
+
+
+@contextlib.contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back while the screen and the writer's count of printed lines
+    change together: an interrupt between the two would print lines twice or lose them. The
+    interrupt is delivered right after."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+class _EchoOff:
+    """The terminal's echo of typed keys off while a live area is drawn: an echoed ``^C`` or
+    Enter moves the cursor under rich's feet, and the next redraw leaves a copy of a line
+    behind. Typed keys still reach the shell afterwards."""
+
+    def __init__(self) -> None:
+        self.saved: Any = None
+
+    def start(self) -> None:
+        try:
+            import termios
+
+            fd = sys.stdout.fileno()  # the terminal the answer is drawn on
+            if not os.isatty(fd):
+                return
+            self.saved = (fd, termios.tcgetattr(fd))
+            quiet = termios.tcgetattr(fd)
+            quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        except (ImportError, AttributeError, ValueError, OSError):
+            self.saved = None
+            return
+        atexit.register(self.restore)  # whatever ends the process, the echo comes back
+
+    def restore(self) -> None:
+        if self.saved is None:
+            return
+        import termios
+
+        fd, attributes = self.saved
+        self.saved = None
+        with contextlib.suppress(ValueError, OSError):
+            termios.tcsetattr(fd, termios.TCSANOW, attributes)
+
+
+class _Lines:
+    """Rendered lines (lists of rich segments) as a renderable: a newline between them, and
+    after the last one too when ``end``."""
+
+    def __init__(self, lines: list[list[Any]], *, end: bool = False) -> None:
+        self.lines = lines
+        self.end = end
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.segment import Segment
+
+        for number, line in enumerate(self.lines):
+            yield from line
+            if self.end or number < len(self.lines) - 1:
+                yield Segment.line()
+
+
 class MarkdownWriter:
-    """Rich Markdown on a terminal, re-rendered at most every 80 ms (a re-parse per token would
-    be quadratic in the reply's length)."""
+    """Rich Markdown streamed onto a terminal, leaving exactly one copy of the answer however
+    long it grows.
+
+    A live area (rich's ``Live``) shows only what can still change: the last two top-level
+    blocks. Blocks before them are printed above it once, for good, and never rendered again,
+    so a refresh costs the open blocks only. When the open blocks outgrow the screen, their top
+    lines are printed for good too: a live area taller than the screen cannot be redrawn (the
+    cursor cannot move into the scrollback), and each redraw would leave a copy behind.
+    Refreshes come at most every 80 ms. The live area starts with the first text, so a status
+    line written to stderr before it is not captured by rich's redirection of stderr.
+    """
 
     INTERVAL = 0.08
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
-        from rich.live import Live
 
-        self.console = Console()
+        self.console = console or Console()
         self.text = ""
-        self.live = Live(console=self.console, auto_refresh=False, vertical_overflow="visible")
-        self.live.start()
+        self.start = 0  # text[:start] is printed for good, as whole blocks
+        self.printed = 0  # lines of the rendering of text[start:] already printed for good
+        self.live: Any = None
         self.last = 0.0
-
-    def _render(self) -> None:
-        from rich.markdown import Markdown
-
-        self.live.update(Markdown(self.text), refresh=True)
-        self.last = time.monotonic()
+        self.echo = _EchoOff()
 
     def write(self, text: str) -> None:
+        if not text:
+            return
         self.text += text
         if time.monotonic() - self.last >= self.INTERVAL:
-            self._render()
+            with _no_interrupt():
+                self._refresh()
 
     def close(self) -> None:
-        self._render()
-        self.live.stop()
+        with _no_interrupt():
+            if self.live is not None or self.text:
+                self._refresh()
+                self.live.stop()
+                self.live = None
+            self.echo.restore()
+
+    def _render(self, text: str) -> list[list[Any]]:
+        """``text`` as rendered lines, without blank lines at the start: rich begins a
+        document that opens with a list with one, and a block rendered on its own must match
+        its rendering after the blocks before it."""
+        from rich.markdown import Markdown
+
+        lines = self.console.render_lines(Markdown(text), self.console.options, pad=False)
+        while lines and not _text(lines[0]):
+            lines.pop(0)
+        return lines
+
+    def _refresh(self) -> None:
+        from rich.live import Live
+
+        if self.live is None:
+            self.live = Live(console=self.console, auto_refresh=False, vertical_overflow="visible")
+            self.echo.start()
+            self.live.start()
+        final: list[list[Any]] = []  # lines to print for good, above the live area
+        settled = settled_length(self.text[self.start :])
+        if settled:
+            # Settled blocks, then the blank line rich puts between blocks.
+            done = self._render(self.text[self.start : self.start + settled])
+            while done and not _text(done[-1]):
+                done.pop()
+            done.append([])
+            final += done[self.printed :]
+            self.printed = max(0, self.printed - len(done))
+            self.start += settled
+        lines = self._render(self.text[self.start :])
+        room = max(1, self.console.size.height - 2)
+        if len(lines) - self.printed > room:
+            cut = len(lines) - room
+            final += lines[self.printed : cut]
+            self.printed = cut
+        # The live area takes its new lines first: what is printed while it is shown goes
+        # above it, and the area is drawn again below, so it must not be the old, taller one.
+        self.live.update(_Lines(lines[self.printed :]), refresh=not final)
+        if final:
+            self.console.print(_Lines(final, end=True))
+        self.last = time.monotonic()
 
 
 def make_writer(*, as_json: bool = False) -> Writer:
     if as_json:
         return NullWriter()
-    if sys.stdout.isatty():
+    if ansi_terminal(sys.stdout):
         return MarkdownWriter()
     return PlainWriter()
 
 
+NO_COLOR_STYLES = (
+    ("none", "plain"),
+    ("underline", "underlined"),
+    ("bold", "bold"),
+    ("reverse", "reversed"),
+)
+"""The probability bands' styles where colours are off (``NO_COLOR``), likeliest first:
+attributes every terminal shows, each with the word the legend uses for it."""
+
+
 class ProbabilityWriter:
     """Each token coloured by its probability (``chatterm ask --show-probs`` on a terminal),
-    with a legend on stderr at the end. Plain text, not Markdown: the colours are the point."""
+    with a legend on stderr at the end. Plain text, not Markdown: the colours are the point.
+    With ``NO_COLOR`` set the bands are text attributes instead (plain, underlined, bold and
+    underlined, reversed), and the legend shows them the same way."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -93,14 +287,20 @@ class ProbabilityWriter:
         self.console = Console(highlight=False, markup=False, emoji=False)
         self.ended_with_newline = True
 
+    def style(self, prob: float | None) -> str:
+        from chatterm.lab.probs import BANDS, band_colour
+
+        colour = band_colour(prob)
+        if not colour or not self.console.no_color:
+            return colour or ""
+        return NO_COLOR_STYLES[[c for _, c, _ in BANDS].index(colour)][0]
+
     def write(self, text: str) -> None:
         self.write_token(text, None)
 
     def write_token(self, text: str, prob: float | None) -> None:
-        from chatterm.lab.probs import band_colour
-
         if text:
-            self.console.print(text, style=band_colour(prob) or "", end="", soft_wrap=True)
+            self.console.print(text, style=self.style(prob), end="", soft_wrap=True)
             self.console.file.flush()
             self.ended_with_newline = text.endswith("\n")
 
@@ -108,19 +308,24 @@ class ProbabilityWriter:
         from rich.console import Console
         from rich.text import Text
 
-        from chatterm.lab.probs import legend
+        from chatterm.lab.probs import BANDS, legend
 
         if not self.ended_with_newline:
             self.console.print()
             self.ended_with_newline = True
         key = Text("token probability: ", style="dim")
-        for colour, label in legend():
-            key.append("■ ", style=colour).append(label + "  ", style="dim")
+        if self.console.no_color:
+            for (_, _, label), (style, word) in zip(BANDS, NO_COLOR_STYLES, strict=True):
+                key.append(f"{label} {word}", style=style).append("  ")
+        else:
+            for colour, label in legend():
+                key.append("■ ", style=colour).append(label + "  ", style="dim")
         Console(stderr=True, highlight=False).print(key)
 
 
 def make_probability_writer() -> Writer:
-    """Coloured tokens on a terminal; in a pipe, plain text (colours would be noise there)."""
-    if sys.stdout.isatty():
+    """Coloured tokens on a terminal; in a pipe or on a dumb terminal, plain text (colours
+    would be noise there)."""
+    if ansi_terminal(sys.stdout):
         return ProbabilityWriter()
     return PlainWriter()

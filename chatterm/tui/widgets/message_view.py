@@ -18,17 +18,12 @@ from textual.widget import Widget
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownFence
 
+from chatterm.outcome import outcome
 from chatterm.tui.streaming import SETTLE_INTERVAL, StreamSplitter, code_blocks
 from chatterm.tui.widgets.open_block import OpenBlock
 
-STATUS_LABELS = {
-    "streaming": "streaming…",
-    "stopped": "stopped",
-    "interrupted": "interrupted",
-    "error": "error",
-    "length": "cut at max tokens",
-    "waiting": "waiting for the model…",
-}
+STATUS_LABELS = {"streaming": "streaming…", "waiting": "waiting for the model…"}
+"""Labels of a reply still on its way; a finished one shows its :func:`outcome` word."""
 
 
 @dataclass
@@ -83,10 +78,12 @@ class MessageView(Widget, can_focus=True):
         who = "You" if self.entry.role == "user" else (self.entry.model or "assistant")
         parts: list[str | tuple[str, str]] = [(who, "bold")]
         label = STATUS_LABELS.get(self.entry.status)
-        if self.entry.status == "complete" and self.entry.finish_reason == "length":
-            label = STATUS_LABELS["length"]
         if label:
-            parts.append(("  · " + label, "italic $warning" if label != "streaming…" else "dim"))
+            parts.append(("  · " + label, "dim"))
+        else:
+            word = outcome(self.entry.status, self.entry.finish_reason)
+            if word != "done":  # the usual end needs no word
+                parts.append(("  · " + word, "italic $warning"))
         if self.entry.branch_total > 1:
             parts.append(
                 (

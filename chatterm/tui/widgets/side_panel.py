@@ -9,6 +9,7 @@ from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
 from chatterm.engine.events import Stats
+from chatterm.outcome import outcome
 from chatterm.sampling import SamplingSettings
 from chatterm.tui.widgets.sampling_panel import SamplingPanel
 
@@ -97,7 +98,7 @@ class ReplyStats(Static):
                 ("decode ", "dim"),
                 f"{stats.generated_tokens} tok · {stats.decode_tps:.1f} tok/s\n",
                 ("total ", "dim"),
-                f"{stats.total_s:.2f} s · {reason}",
+                f"{stats.total_s:.2f} s · {outcome(finish_reason=reason)}",
             )
         )
 
