@@ -598,7 +598,10 @@ class LlamaEngine:
             reason, error = "error", f"generation failed: {exc}"
         finally:
             sampler.close()
-        tail = pending + decoder.decode(b"", final=True)
+        # The bytes of a character the reply never finished (cut by max_tokens, a stop or a
+        # cancel mid-character) are dropped: a final decode would turn them into U+FFFD.
+        held, _ = decoder.getstate()
+        tail = pending + ("" if held else decoder.decode(b"", final=True))
         if tail and not stopped_on_string:
             yield Token(tail, -1)
         end = time.perf_counter()

@@ -220,6 +220,19 @@ def test_stop_string_cuts_the_reply(real_engine):
     assert cut == full[: full.index(stop)]
 
 
+def test_a_reply_cut_inside_a_character_drops_the_incomplete_character(real_engine):
+    messages = [ChatMessage("user", "Reply with three llama emoji: 🦙🦙🦙")]
+    cut_mid_character = False
+    for max_tokens in range(1, 7):
+        events, text = run(real_engine, messages, GREEDY.replace(max_tokens=max_tokens))
+        assert events[-1].reason == "length"
+        assert "\ufffd" not in text, f"max_tokens={max_tokens}: {text!r}"
+        tokens = [e for e in events if isinstance(e, Token) and e.token_id >= 0]
+        # A token that added no text left a character incomplete; the last one did here.
+        cut_mid_character |= tokens[-1].text == ""
+    assert cut_mid_character, "no cut fell inside a character: the test proved nothing"
+
+
 def test_top_logprobs_attach_candidates(real_engine):
     events, _ = run(
         real_engine, [ChatMessage("user", "Hi")], GREEDY.replace(max_tokens=4), top_logprobs=3
