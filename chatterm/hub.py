@@ -340,6 +340,13 @@ def _hub_errors(repo: str, endpoint: str, filename: str | None = None) -> Iterat
             raise HubError(
                 f"access to {repo} was refused (403); check that your token may read it"
             ) from None
+        if status == 404:
+            # A server without the Hub's error headers (a mirror, a proxy) says only "404".
+            mirror = endpoint.rstrip("/") != "https://huggingface.co"
+            raise HubError(
+                f"{endpoint} has no {what} (404 Not Found); check the name"
+                + (", and whether the mirror set by HF_ENDPOINT carries it" if mirror else "")
+            ) from None
         if status == 429:
             raise HubError(
                 "the Hub is rate-limiting requests; wait a minute and try again"

@@ -328,6 +328,7 @@ def rm(
     entry = Catalog().get(name)
     if entry is None:
         raise ModelError(f"no model named {name!r}; see `chatterm models`")
+    Catalog.check_removable(entry)  # refuse before asking, not after
     if not yes and sys.stdin.isatty() and sys.stderr.isatty():
         question = (
             f"Remove {entry.name} and delete its files ({_size(entry.size)})?"

@@ -48,7 +48,7 @@ from chatterm.engine.remote_wire import (
     parse_template,
     parse_tokenize,
 )
-from chatterm.errors import CapabilityError, ChattermError, ModelError
+from chatterm.errors import EXIT_USAGE, CapabilityError, ChattermError, ModelError
 from chatterm.sampling import SamplingSettings
 
 __all__ = ["INSTALL_HINT", "KINDS", "RemoteEngine", "RemoteFeatureError", "list_remote_models"]
@@ -102,7 +102,11 @@ def detect_kind(model_entry: ModelEntry | None, base_url: str) -> ServerKind:
 
 
 class RemoteFeatureError(CapabilityError):
-    """The server cannot do what a local model can (show tokens, render the prompt)."""
+    """The server cannot do what a local model can (show tokens, render the prompt): a usage
+    error (exit 2), like any request the chosen model cannot serve; exit 1 is kept for
+    failures of the network, the Hub or the database (:class:`RemoteServerError`)."""
+
+    exit_code = EXIT_USAGE
 
 
 class RemoteServerError(ChattermError):

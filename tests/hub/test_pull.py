@@ -304,3 +304,30 @@ def test_a_pull_pins_every_request_to_the_listed_commit(fake_hub):
         ("HEAD", f"/test/tiny-GGUF/resolve/{sha}/tiny-Q8_0.gguf"),
         ("GET", f"/test/tiny-GGUF/resolve/{sha}/tiny-Q8_0.gguf"),
     ]
+
+
+def test_a_mirror_that_answers_404_says_so_not_try_again_later(tmp_path, monkeypatch):
+    """A mirror (HF_ENDPOINT) without the Hub's error headers answers a bare 404."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.hub.conftest import hub_environment
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=empty))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        hub_environment(monkeypatch, url, tmp_path / "hf-home")
+        result = run_cli("pull", "test/tiny-GGUF:Q8_0")
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "404" in line and "HF_ENDPOINT" in line and "try again later" not in line

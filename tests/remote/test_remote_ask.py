@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from chatterm.engine.events import ChatMessage, Token
 from chatterm.sampling import SamplingSettings
 from chatterm.store.conversations import ConversationStore
@@ -108,3 +110,15 @@ def test_ctrl_c_stops_a_remote_answer_and_keeps_it(remote_home, key_env, llama_s
         reply = store.active_path(conversation.id)[-1]
     assert reply.status == "stopped" and (first + rest).decode().startswith(reply.content)
     llama_server.wait_for_disconnect(disconnects)
+
+
+@pytest.mark.parametrize("command", ["tokenize", "render"])
+def test_tokens_or_prompt_from_a_server_that_cannot_show_them_is_a_usage_error(
+    remote_home, key_env, command
+):
+    # llama-cpp-python's server has neither /tokenize nor /apply-template: the request cannot
+    # be served by this model, which is exit 2; exit 1 means the network, Hub or database.
+    result = run_cli(command, "-m", f"local/{MODEL}", "hello", env=key_env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("chatterm: error: endpoint 'local'")
+    assert "cannot show" in result.stderr and result.stderr.count("\n") == 1
