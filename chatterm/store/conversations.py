@@ -287,6 +287,15 @@ class ConversationStore:
             sql += f" LIMIT {int(limit)}"
         return [self._conversation(row) for row in self._conn.execute(sql, params)]
 
+    @_guarded
+    def count_conversations(self, *, search: str | None = None) -> int:
+        """How many conversations :meth:`list_conversations` would list without a limit."""
+        where, params = "1", list[Any]()
+        if search and search.strip():
+            where, params = self._search_filter(search)
+        sql = f"SELECT count(*) FROM conversations c WHERE {where}"
+        return int(self._conn.execute(sql, params).fetchone()[0])
+
     def _search_filter(self, search: str) -> tuple[str, list[Any]]:
         query = fts_query(search) if self._has_fts() else None
         if query:

@@ -53,6 +53,18 @@ def test_history_lists_most_recent_first_and_list_is_an_alias(two):
     assert _ok("history", "list") == out
 
 
+def test_a_limit_that_hides_rows_says_how_many_and_how_to_see_them(two):
+    older, newer = two
+    listed = run_cli("history", "-n", "1")
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [newer.id]
+    assert listed.stderr == "… 1 more conversation not shown (--limit 0 shows all)\n"
+    assert run_cli("history", "-n", "0").stderr == ""
+    found = run_cli("history", "search", "f", "-n", "1")  # flap, fly, flour
+    assert len(found.stdout.splitlines()) == 1
+    assert found.stderr.startswith("… ") and "more matches not shown (--limit 0" in found.stderr
+    assert len(run_cli("history", "search", "f", "-n", "0").stdout.splitlines()) >= 3
+
+
 def test_history_json_is_a_list_of_objects(two):
     older, newer = two
     data = json.loads(_ok("history", "--json"))
