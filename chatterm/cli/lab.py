@@ -110,7 +110,7 @@ def tokenize(
     config = load_config()
     names: list[str | None] = list(dict.fromkeys(model)) if model else [None]
     rows = []
-    status = _Status()
+    status = StatusLine()
     for name in names:
         status.show(f"loading {name or 'the default model'}'s vocabulary…")
         try:
