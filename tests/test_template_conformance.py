@@ -55,3 +55,35 @@ def test_the_check_catches_a_renderer_that_differs(templates):
 
     results = compare(templates[0].read_text(encoding="utf-8"), sloppy)
     assert any(not r.agree for r in results)
+
+
+def test_the_user_facing_check_on_a_gguf_and_on_a_template_file(starter_path, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def check(path):
+        return subprocess.run(
+            [sys.executable, "scripts/template_check.py", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+
+    ok = check(starter_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "chat format: template" in ok.stdout and "5/5 conversations" in ok.stdout
+    # Past chatterm's work budget but fine for the reference: reported, exit 1.
+    heavy = tmp_path / "heavy.jinja"
+    heavy.write_text(
+        "{% for i in range(100000) %}{% for j in range(21) %}{% endfor %}{% endfor %}"
+        "{{ messages[0].content }}",
+        encoding="utf-8",
+    )
+    differs = check(heavy)
+    assert differs.returncode == 1, differs.stderr
+    assert "DIFF" in differs.stdout and "only chatterm refuses" in differs.stdout
+    missing = check(tmp_path / "missing.jinja")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
