@@ -223,7 +223,7 @@ def _error(origin: str, exc: RenderError) -> ChatTemplateError:
     return ChatTemplateError(f"{origin}: the chat template failed{where}: {exc}")
 
 
-def _as_dict(message: ChatMessage | Mapping[str, Any]) -> dict[str, Any]:
+def as_dict(message: ChatMessage | Mapping[str, Any]) -> dict[str, Any]:
     """A message as the template sees it: ``role``, ``content`` and any other field set
     (``reasoning_content``…)."""
     if isinstance(message, Mapping):
@@ -259,7 +259,7 @@ def render_text(
     try:
         template = _compile(source)
         context: dict[str, Any] = {
-            "messages": [_as_dict(m) for m in messages],
+            "messages": [as_dict(m) for m in messages],
             "tools": None,
             "documents": None,
             "add_generation_prompt": add_generation_prompt,
@@ -413,7 +413,7 @@ def render_conversation(
     Raises :class:`ChatTemplateError` (exit 3) naming ``origin`` when the template fails, and
     when it renders nothing at all (llama.cpp aborts on an empty prompt).
     """
-    items = [_as_dict(m) for m in messages]
+    items = [as_dict(m) for m in messages]
     notes: tuple[str, ...] = ()
     if items and items[0].get("role") == "system" and not has_system_role(source):
         items, folded = fold_system(items)

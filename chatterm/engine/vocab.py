@@ -111,7 +111,7 @@ class Vocabulary:
         self.eos_text = model.token_get_text(eos) if eos != -1 else ""
         self.add_bos = bool(model.add_bos_token())
         self._local = threading.local()
-        self._control: frozenset[str] | None = None
+        self._found: dict[str, frozenset[str]] = {}
         self.n_ctx = 0  # the window a full load would get (set by whoever loads it)
 
     @classmethod
@@ -202,24 +202,34 @@ class Vocabulary:
         marked = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
         return len(ids) == 1 and bool(self.attr(ids[0]) & marked)
 
-    @property
-    def control_texts(self) -> frozenset[str]:
-        """The text of every control token (``<|im_end|>``…): what content must never become.
-        Read once per vocabulary (a pass over its tokens)."""
+    def control_texts_in(
+        self, messages: Sequence[ChatMessage] | Sequence[Mapping[str, Any]]
+    ) -> frozenset[str]:
+        """The text of every control token (``<|im_end|>``…) spelled inside the messages'
+        fields: what content must never become. Found by llama.cpp's own special-token matching
+        (tokenizing each field with ``special=True``), so no pass over a 262k vocabulary is
+        needed; results are cached per text, since history repeats every turn."""
         import llama_cpp
 
-        if self._control is None:
-            control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-            get_attr, get_text = llama_cpp.llama_vocab_get_attr, llama_cpp.llama_vocab_get_text
-            vocab = self._vocab
-            texts = set()
-            for t in range(self.n_vocab):
-                if get_attr(vocab, t) & control:
-                    raw = get_text(vocab, t)
-                    if raw:
-                        texts.add(raw.decode("utf-8", "replace"))
-            self._control = frozenset(texts)
-        return self._control
+        control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        found: set[str] = set()
+        for message in messages:
+            for key, value in chat_template.as_dict(message).items():
+                if key == "role" or not isinstance(value, str) or not value:
+                    continue
+                texts = self._found.get(value)
+                if texts is None:
+                    ids = set(self.token_ids(value, special=True))
+                    texts = frozenset(
+                        llama_cpp.llama_vocab_get_text(self._vocab, t).decode("utf-8", "replace")
+                        for t in ids
+                        if self.attr(t) & control
+                    )
+                    if len(self._found) > 4096:
+                        self._found.clear()
+                    self._found[value] = texts
+                found |= texts
+        return frozenset(found)
 
     # -- chat format -----------------------------------------------------------------------
 
@@ -253,7 +263,7 @@ class Vocabulary:
         rendered = chat_template.render_conversation(
             fmt.source,
             messages,
-            control_texts=self.control_texts,
+            control_texts=self.control_texts_in(messages),
             bos_token=self.bos_text,
             eos_token=self.eos_text,
             add_generation_prompt=add_generation_prompt,
@@ -285,7 +295,7 @@ class Vocabulary:
         rendered = chat_template.render_conversation(
             self.chat_format.source,
             messages,
-            control_texts=self.control_texts,
+            control_texts=self.control_texts_in(messages),
             bos_token=self.bos_text,
             eos_token=self.eos_text,
             origin=str(self.path),
