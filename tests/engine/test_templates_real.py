@@ -250,3 +250,11 @@ def test_a_hostile_template_in_a_model_file_is_refused_at_once_not_compiled_at_l
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "would build" in lines[0]
     assert max(before, peak) < 1_500_000, "kilobytes: nothing near the gigabyte it would take"
+
+
+def test_a_template_that_renders_nothing_is_refused_before_llama_cpp(tmp_path, starter_path):
+    """llama.cpp aborts the process on an empty prompt (GGML_ASSERT, exit 134)."""
+    path = copy_gguf(starter_path, tmp_path / "empty.gguf", template="{# nothing #}")
+    result = run_cli("ask", "-m", str(path), "-n", "4", "Hi", timeout=120)
+    assert result.returncode == 3, (result.returncode, result.stderr[-500:])
+    assert "rendered nothing" in result.stderr and not result.stdout
