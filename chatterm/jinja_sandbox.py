@@ -306,6 +306,7 @@ def environment(max_chars: int, **options: Any) -> Any:
     from jinja2 import BaseLoader
     from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.utils import Namespace
 
     limit = max_chars
 
@@ -316,6 +317,23 @@ def environment(max_chars: int, **options: Any) -> Any:
         def enter_frame(self, frame: Any) -> None:
             super().enter_frame(frame)
             self.writeline("environment.tick()")
+
+        def _sized(self, visit: Any, node: Any, frame: Any) -> None:
+            if getattr(node, "ctx", "load") != "load":  # a loop or set target, not a value
+                visit(node, frame)
+                return
+            self.write("environment.sized(")
+            visit(node, frame)
+            self.write(")")
+
+        def visit_List(self, node: Any, frame: Any) -> None:
+            self._sized(super().visit_List, node, frame)
+
+        def visit_Tuple(self, node: Any, frame: Any) -> None:
+            self._sized(super().visit_Tuple, node, frame)
+
+        def visit_Dict(self, node: Any, frame: Any) -> None:
+            self._sized(super().visit_Dict, node, frame)
 
         def visit_Concat(self, node: Any, frame: Any) -> None:
             self.write("environment.concat_text((")
@@ -334,6 +352,16 @@ def environment(max_chars: int, **options: Any) -> Any:
 
         def tick(self) -> None:
             tick()
+
+        def sized(self, value: Any) -> Any:
+            """A list, tuple or dict literal: refused when it would expand past the limit (a
+            list nested into itself by doubling grows exponentially as text, and compares or
+            tests membership exponentially slowly)."""
+            tick()
+            size = expanded_size(value, limit)
+            if size > limit:
+                raise _too_big("a nested value", size, limit)
+            return value
 
         def concat_text(self, parts: tuple[Any, ...]) -> str:
             """``a ~ b``, sized first."""
@@ -374,7 +402,10 @@ def environment(max_chars: int, **options: Any) -> Any:
             method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
             if isinstance(getattr(method, "__self__", None), str) and hasattr(method, "__name__"):
                 args = _check_str_method(method, args, kwargs, limit)
-            return super().call(__context, __obj, *args, **kwargs)
+            result = super().call(__context, __obj, *args, **kwargs)
+            if isinstance(result, (dict, Namespace)):  # dict(a=x, b=x), namespace(…)
+                __self.sized(result)
+            return result
 
     def finalize(value: Any) -> Any:
         tick()

@@ -39,6 +39,15 @@ HOSTILE = {
         "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = [ns.l, ns.l] %}"
         "{% endfor %}{{ ns.l | tojson }}"
     ),
+    "list nesting compared": (
+        "{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(100) %}"
+        "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
+        "{{ ns.a == ns.b }}"
+    ),
+    "dict nesting": (
+        "{% set ns = namespace(d={}) %}{% for i in range(100) %}"
+        "{% set ns.d = dict(a=ns.d, b=ns.d) %}{% endfor %}{{ ns.d is mapping }}"
+    ),
     "range 10**9": "{% for i in range(10**9) %}{% endfor %}",
     "recursive macro": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
     "branching macro": (
