@@ -24,6 +24,10 @@ class EngineOptions:
     ctx_size: int | None = None
     threads: int | None = None
     gpu_layers: int | None = None
+    adapt_threads: bool = True
+    """Whether a thread count chatterm chose may step down while other programs are busy (see
+    chatterm/engine/cpu_share.py). The lab turns it off: past 256 tokens of context, llama.cpp's
+    decode splits attention by thread, so a reply could depend on the machine's load."""
 
 
 def resolve(options: EngineOptions, config: Config | None = None) -> ModelEntry:
@@ -76,6 +80,7 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
         name=entry.name,
         n_ctx=options.ctx_size or config.ctx_size,
         threads=options.threads or config.threads,
+        adapt_threads=options.adapt_threads,
         gpu_layers=config.gpu_layers if options.gpu_layers is None else options.gpu_layers,
         flash_attn=config.flash_attn,
         kv_cache=kv_cache,

@@ -61,7 +61,11 @@ def _load(model: str | None, ctx_size: int | None, threads: int | None, config: 
     status = StatusLine()
     status.show("loading model…")
     try:
-        return load_engine(EngineOptions(model=model, ctx_size=ctx_size, threads=threads), config)
+        # The lab teaches "same seed, same reply": never let the machine's load change it.
+        options = EngineOptions(
+            model=model, ctx_size=ctx_size, threads=threads, adapt_threads=False
+        )
+        return load_engine(options, config)
     finally:
         status.clear()
 

@@ -123,13 +123,21 @@ class LlamaEngine:
         name: str | None = None,
         n_ctx: int = 4096,
         threads: int | None = None,
+        adapt_threads: bool = True,
         gpu_layers: int = 0,
         flash_attn: bool = True,
         use_mmap: bool = True,
         kv_cache: KVStateCache | None = None,
     ) -> None:
         """``kv_cache``: where to save and restore conversation states across processes
-        (``None``: keep the KV cache in memory only)."""
+        (``None``: keep the KV cache in memory only). ``adapt_threads``: run fewer threads
+        while other programs keep the cores busy (only when ``threads`` is ``None``).
+
+        Replies depend only on the prompt, the settings and the thread count: past 256 tokens
+        of context llama.cpp's single-token decode splits attention across threads
+        (``use_split_kv_path`` in ggml-cpu/ops.cpp), so a reply decoded while the thread count
+        had stepped down can differ; pass ``threads`` or ``adapt_threads=False`` for replies
+        that never depend on the machine's load."""
         self.model_path = Path(model_path)
         self.name = name or self.model_path.name
         self.info: GGUFInfo = read_gguf(self.model_path)
@@ -137,8 +145,8 @@ class LlamaEngine:
             read_gguf(shard)
         self.threads = threads or default_threads()
         # Only a thread count chatterm chose itself adapts to a busy machine (see cpu_share);
-        # one the user asked for is kept.
-        self._cpu_share = CpuShare() if threads is None else None
+        # one the user asked for is kept, and so is the lab's (see adapt_threads).
+        self._cpu_share = CpuShare() if threads is None and adapt_threads else None
         self.threads_now = self.threads
         self.gpu_layers = gpu_layers
         self.flash_attn = flash_attn

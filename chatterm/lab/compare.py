@@ -235,7 +235,11 @@ def default_loader(
     from chatterm.services import EngineOptions, load_engine
 
     def load(model: str | None) -> Engine:
-        return load_engine(EngineOptions(model=model, ctx_size=ctx_size, threads=threads), config)
+        # The lab compares settings: a reply must not depend on the machine's load.
+        options = EngineOptions(
+            model=model, ctx_size=ctx_size, threads=threads, adapt_threads=False
+        )
+        return load_engine(options, config)
 
     return load
 

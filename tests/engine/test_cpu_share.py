@@ -114,3 +114,19 @@ def test_a_thread_count_the_user_chose_is_kept(starter_path):
         assert engine._cpu_share is None and engine.threads_now == 2
     finally:
         engine.close()
+
+
+def test_chat_engines_adapt_and_the_labs_never_do():
+    """Past 256 tokens of context a reply depends on the thread count, and the lab compares
+    settings: its engines keep theirs whatever the machine's load."""
+    from chatterm.lab.compare import default_loader
+    from chatterm.services import EngineOptions, load_engine
+
+    chat = load_engine(EngineOptions())
+    lab = default_loader()(None)
+    try:
+        assert chat._cpu_share is not None
+        assert lab._cpu_share is None
+    finally:
+        chat.close()
+        lab.close()

@@ -112,6 +112,7 @@ class VariantEngines:
                 ctx_size=options.ctx_size,
                 threads=options.threads,
                 gpu_layers=options.gpu_layers,
+                adapt_threads=False,
             )
         )
         self.loaded.append(engine)
