@@ -58,9 +58,10 @@ class RenderError(Exception):
 
 
 class _Budget:
-    __slots__ = ("steps", "deadline", "rss0", "max_seconds")
+    __slots__ = ("steps", "deadline", "rss0", "max_seconds", "sizes")
 
     def __init__(self, max_seconds: float) -> None:
+        self.sizes: dict[int, tuple[Any, int]] = {}  # id → (container, expanded size)
         self.steps = 0
         self.max_seconds = max_seconds
         self.deadline = time.monotonic() + max_seconds
@@ -102,40 +103,54 @@ def tick() -> None:
 # -- sizes -----------------------------------------------------------------------------------
 
 
+MAX_DEPTH = 200
+
+
 def expanded_size(value: Any, limit: int) -> int:
     """About how many characters ``value`` becomes as text (``str``, ``tojson``), counting a
-    list shared twice twice; stops counting once past ``limit``. Linear in the result, so a
-    structure nested into itself by doubling is measured, not expanded."""
+    list shared twice twice; stops counting once past ``limit``.
+
+    Each container's size is remembered for the rest of the render (the immutable sandbox
+    cannot change a list or dict once built; namespaces are re-measured), so a structure nested
+    into itself by doubling is measured in a step per level, never expanded. Raises
+    :class:`BudgetExceeded` for nesting deeper than :data:`MAX_DEPTH`."""
     from jinja2.utils import Namespace
 
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
+    budget: _Budget | None = getattr(_local, "budget", None)
+    memo: dict[int, tuple[Any, int]] = budget.sizes if budget is not None else {}
+
+    def size(item: Any, depth: int) -> int:
         if isinstance(item, str):
-            total += len(item) + 2
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            total += 2 + 2 * len(item)
-            if total <= limit:
-                stack.extend(item)
+            return len(item) + 2
+        if isinstance(item, bool) or item is None or isinstance(item, float):
+            return 8
+        if isinstance(item, int):
+            return item.bit_length() // 3 + 1
+        if isinstance(item, bytes):
+            return len(item)
+        if isinstance(item, Namespace):
+            return 16 + size(object.__getattribute__(item, "_Namespace__attrs"), depth + 1)
+        if isinstance(item, (list, tuple, set, frozenset)):
+            children: Any = item
+            total = 2 + 2 * len(item)
         elif isinstance(item, dict):
-            total += 2 + 4 * len(item)
-            if total <= limit:
-                stack.extend(item.keys())
-                stack.extend(item.values())
-        elif isinstance(item, Namespace):
-            attrs = object.__getattribute__(item, "_Namespace__attrs")
-            total += 16
-            stack.append(attrs)
-        elif isinstance(item, int) and not isinstance(item, bool):
-            total += item.bit_length() // 3 + 1
-        elif isinstance(item, bytes):
-            total += len(item)
+            children = (x for pair in item.items() for x in pair)
+            total = 2 + 4 * len(item)
         else:
-            total += 8
-        if total > limit:
-            return total
-    return total
+            return 8
+        hit = memo.get(id(item))
+        if hit is not None and hit[0] is item:
+            return hit[1]
+        if depth > MAX_DEPTH:
+            raise BudgetExceeded(f"nests values more than {MAX_DEPTH} deep")
+        for child in children:
+            if total > limit:
+                break
+            total += size(child, depth + 1)
+        memo[id(item)] = (item, total)
+        return total
+
+    return size(value, 0)
 
 
 def _too_big(what: str, size: int, limit: int) -> BudgetExceeded:
