@@ -288,6 +288,12 @@ class ConversationStore:
         return [self._conversation(row) for row in self._conn.execute(sql, params)]
 
     @_guarded
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection (another
+        chatterm process) commits, never for this connection's own writes."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    @_guarded
     def count_conversations(self, *, search: str | None = None) -> int:
         """How many conversations :meth:`list_conversations` would list without a limit."""
         where, params = "1", list[Any]()

@@ -53,6 +53,9 @@ class ChatApp(App[None]):
         sys.setswitchinterval(SWITCH_INTERVAL)
         if self.keymap:
             self.set_keymap(self.keymap)
+            remappable = [*keys.APP_BINDINGS, *keys.CHAT_BINDINGS, *LAB_BINDINGS]
+            for warning in keys.keymap_warnings(self.keymap, remappable):
+                self.notify(warning, title="config.toml", severity="warning", timeout=15)
         self.install_screen(ChatScreen(self.services), "chat")
         self.push_screen("chat")
 

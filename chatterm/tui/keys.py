@@ -172,3 +172,57 @@ def binding_rows(bindings: Iterable[Binding], keymap: dict[str, str]) -> list[tu
         for b in bindings
         if b.action
     ]
+
+
+def _split(keys: str) -> list[str]:
+    return [k.strip() for k in keys.split(",") if k.strip()]
+
+
+def input_keys() -> dict[str, str]:
+    """Keys the message input handles itself while it has focus (key → what it does): the
+    text area's editing keys and chatterm's own (send, newline, recall). A binding on the same
+    key reaches the app only when the input is not focused."""
+    from chatterm.tui.widgets.prompt_input import PromptInput
+
+    taken: dict[str, str] = {}
+    for binding in PromptInput.BINDINGS:
+        if isinstance(binding, Binding):
+            for key in _split(binding.key):
+                taken.setdefault(key, binding.description or binding.action)
+    taken.update({"enter": "send", "ctrl+j": "new line", "up": "recall", "down": "recall"})
+    return taken
+
+
+def keymap_warnings(keymap: dict[str, str], bindings: Iterable[Binding]) -> list[str]:
+    """What is wrong with a user's ``[keymap]``, one line each: ids no binding has, a key given
+    to two bindings (only one of them can answer), and keys the focused input takes first.
+
+    ``bindings`` are every remappable binding (the app's, the chat screen's, the lab's)."""
+    bindings = [b for b in bindings if b.id]
+    known = {b.id for b in bindings}
+    warnings = [
+        f"keymap: no binding has the id {name!r} (the ids are in chatterm/tui/keys.py and chatterm/tui/lab/keys.py)"
+        for name in keymap
+        if name not in known
+    ]
+    owners: dict[str, list[str]] = {}
+    for binding in bindings:
+        for key in _split(keys_for(binding, keymap)):
+            owners.setdefault(key, []).append(binding.id or "")
+    typing = input_keys()
+    for name, keys in keymap.items():
+        if name not in known:
+            continue
+        for key in _split(keys):
+            others = [other for other in owners.get(key, []) if other != name]
+            if others:
+                warnings.append(
+                    f"keymap: {key} for {name} is also the key of {', '.join(others)}; "
+                    "only one of them can answer it"
+                )
+            if key in typing:
+                warnings.append(
+                    f"keymap: {key} for {name} is the input's key for {typing[key]!r}; "
+                    f"it reaches {name} only when the input does not have focus"
+                )
+    return warnings

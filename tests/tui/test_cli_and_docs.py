@@ -57,7 +57,11 @@ def test_readme_lists_every_key_binding():
             assert shown in documented, f"README's chat section does not mention {shown}"
 
 
-def test_readme_keymap_example_uses_real_binding_ids():
+def test_readme_keymap_example_uses_real_binding_ids_and_draws_no_warning():
+    from chatterm.tui.lab.keys import LAB_BINDINGS
+
     ids = {b.id for b in [*keys.APP_BINDINGS, *keys.CHAT_BINDINGS]}
-    example = re.findall(r'^"([\w.]+)" = ', readme_section(), flags=re.M)
+    example = dict(re.findall(r'^"([\w.]+)" = "([^"]+)"', readme_section(), flags=re.M))
     assert example and set(example) <= ids
+    remappable = [*keys.APP_BINDINGS, *keys.CHAT_BINDINGS, *LAB_BINDINGS]
+    assert keys.keymap_warnings(example, remappable) == []

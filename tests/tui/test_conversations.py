@@ -226,3 +226,83 @@ async def test_a_reply_keeps_streaming_while_another_conversation_is_open(make, 
         ("short", "complete"),
         (long_reply, "complete"),
     ]
+
+
+async def test_rename_keeps_the_highlight_on_that_conversation_so_delete_asks_about_it(
+    make, fake
+):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        for topic in ("about cats", "about dogs", "about fish"):
+            await pilot.press("ctrl+n")
+            await send(pilot, topic)
+        options = app.chat.query_one(OptionList)
+        options.focus()
+        options.highlighted = 2  # "about cats", not the open conversation
+        await pilot.press("f2")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "Cats, renamed"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert options.highlighted_option is not None
+        chosen = options.highlighted_option.id
+        assert app.chat.store.get_conversation(chosen).title == "Cats, renamed"
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Cats, renamed" in str(app.screen.query_one(".dialog-question").render())
+
+
+async def test_a_list_that_gets_focus_highlights_a_row_so_enter_opens_it(make, fake):
+    fake.enqueue("meow")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "about cats")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        options = app.chat.query_one(OptionList)
+        options.highlighted = None
+        options.focus()
+        await pilot.pause()
+        assert options.highlighted == 0
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [v.text for v in app.chat.transcript.query(MessageView)] == ["about cats", "meow"]
+
+
+async def test_the_list_says_how_many_older_conversations_it_holds_back_and_shows_them(
+    make, fake, monkeypatch
+):
+    from chatterm.tui.screens.conversations import ConversationsScreen
+    from chatterm.tui.widgets.conversation_list import MORE_ID
+
+    monkeypatch.setattr(ConversationsScreen, "list_limit", 3)
+    with ConversationStore() as store:
+        for n in range(5):
+            conversation = store.create_conversation()
+            store.add_user_message(conversation.id, f"question {n}")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        options = app.chat.query_one(OptionList)
+        assert len(app.chat.conversations.items) == 3
+        last = options.get_option_at_index(options.option_count - 1)
+        assert last.id == MORE_ID and "2 older conversations" in str(last.prompt)
+        options.focus()
+        options.highlighted = options.option_count - 1
+        await pilot.press("enter")
+        await settle(pilot)
+        assert listed(app) == [f"question {n}" for n in (4, 3, 2, 1, 0)]
+        assert options.highlighted == 3, "on the first conversation it brought in"
+        assert all(o.id != MORE_ID for o in options.options)
+
+
+async def test_conversations_another_process_saves_appear_in_the_list(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "mine")
+        with ConversationStore() as other:  # its own connection, as a second app has
+            elsewhere = other.create_conversation()
+            other.add_user_message(elsewhere.id, "from another app")
+        await wait_until(pilot, lambda: "from another app" in listed(app), timeout=30)
+        assert listed(app) == ["from another app", "mine"]

@@ -192,3 +192,35 @@ async def test_a_keymap_in_config_remaps_a_binding(make, fake):
         await wait_until(pilot, lambda: len(fake.calls) == 2 and app.chat.job is None)
         await settle(pilot)
     assert [r["content"] for r in messages_rows() if r["role"] == "assistant"] == ["one", "two"]
+
+
+async def test_a_conflicting_keymap_is_warned_about_at_start(make, fake):
+    # The README's old example: F5 is the lab's sampling view, F6 the input's "select line".
+    config = paths.config_file()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        '[keymap]\n"chat.regenerate" = "ctrl+r,f5"\n"chat.persona" = "f6"\n"chat.nope" = "f12"\n',
+        encoding="utf-8",
+    )
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        warnings = [str(n.message) for n in app._notifications if n.severity == "warning"]
+    assert any("f5 for chat.regenerate is also the key of lab.sampling" in w for w in warnings)
+    assert any("f6 for chat.persona is the input's key for 'Select line'" in w for w in warnings)
+    assert any("no binding has the id 'chat.nope'" in w for w in warnings)
+
+
+async def test_alt_keys_reach_their_bindings_instead_of_typing_a_letter(make, fake):
+    from textual import events
+
+    fake.enqueue("Here:\n\n```sh\nls\n```\n")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "show code")
+        app.chat.prompt.focus()
+        # What a terminal's ESC y becomes: key "alt+y" carrying the printable "y".
+        app.post_message(events.Key("alt+y", "y"))
+        await settle(pilot)
+        assert app.chat.prompt.text == ""
+        assert app.clipboard == "ls"

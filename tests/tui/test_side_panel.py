@@ -133,3 +133,30 @@ async def test_the_side_panel_toggles(make):
         assert not app.chat.panel.display
         await pilot.press("ctrl+t")
         assert app.chat.panel.display
+
+
+async def test_last_reply_speaks_of_the_open_conversation(make, fake):
+    fake.enqueue("a b c d", "e f")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "first")
+        first_id = app.chat.conversation.id
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert str(app.chat.reply_stats.render()) == "no reply yet"
+        await send(pilot, "second")
+        assert "decode 2 tok" in str(app.chat.reply_stats.render())
+        await app.chat.open_conversation(first_id)
+        await settle(pilot)
+        text = str(app.chat.reply_stats.render())
+        assert "decode 4 tok" in text and "· done" in text, "its own saved figures"
+
+
+def test_the_streaming_figure_gives_a_rate_only_once_it_means_something():
+    from chatterm.tui.widgets.side_panel import ReplyStats
+
+    stats = ReplyStats()
+    stats.show_progress(1, 0.0002)  # the first token, a fraction of a millisecond later
+    assert "tok/s" not in str(stats.render()) and "1 tok" in str(stats.render())
+    stats.show_progress(21, 2.0)
+    assert "21 tok · 10.0 tok/s" in str(stats.render())

@@ -224,9 +224,14 @@ class ChatScreen(LabChat):
                     job.save_failed = True
                     self.report(exc, title="Saving the reply failed")
 
+    def _on_screen(self, job: ReplyJob) -> bool:
+        """Whether the job's conversation is the one shown (the panel speaks of that one)."""
+        return self.conversation is not None and self.conversation.id == job.conversation_id
+
     @on(GenerationProgress)
     def _progress(self, message: GenerationProgress) -> None:
-        if self._job_for(message.reply_id):
+        job = self._job_for(message.reply_id)
+        if job is not None and self._on_screen(job):
             self.reply_stats.show_progress(message.tokens, message.elapsed)
 
     @on(ReplyFinished)
@@ -239,7 +244,8 @@ class ChatScreen(LabChat):
         status = status_for(finished.reason)
         self._save_final(job, status, finished.reason, finished.stats.to_dict())
         await self._end_job(job, status, finished.reason)
-        self.reply_stats.show_stats(finished.stats, finished.reason)
+        if self._on_screen(job):
+            self.reply_stats.show_stats(finished.stats, finished.reason)
         if finished.error:
             self.notify(finished.error, title="Generation failed", severity="error", markup=False)
 

@@ -6,7 +6,7 @@ Everything here runs on the UI thread and talks to the store in short calls.
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 
 from chatterm.errors import ChattermError
 from chatterm.prompts import PromptFile
@@ -48,19 +48,51 @@ def _size(n: int) -> str:
 class ConversationsScreen(ChatBase):
     """The conversation list, the panels' visibility and the pickers."""
 
+    list_limit: int = LIST_LIMIT
+    """How many conversations the list shows; "… N older conversations" asks for more."""
+
     # -- the list --------------------------------------------------------------------------
+
+    HISTORY_POLL_S = 2.0
+    """Seconds between checks for conversations another chatterm process saved."""
+
+    @on(events.Mount)
+    def _watch_history(self) -> None:
+        self._history_version = self.store.data_version()
+        self.set_interval(self.HISTORY_POLL_S, self._poll_history)
+
+    @reports_errors
+    def _poll_history(self) -> None:
+        """Another process (a second app, ``chatterm ask``) changed the history: list what it
+        added. SQLite's data_version changes only on other connections' commits, so this
+        app's own saves cost nothing here."""
+        version = self.store.data_version()
+        if version != self._history_version:
+            self._history_version = version
+            self.refresh_conversations()
 
     def refresh_conversations(self) -> None:
         """Reload the list (most recent first), keeping the search filter."""
         query = self.conversations.query_text.strip()
-        found = self.store.list_conversations(limit=LIST_LIMIT, search=query or None)
+        limit = self.list_limit
+        found = self.store.list_conversations(limit=limit, search=query or None)
+        hidden = 0
+        if len(found) == limit:
+            hidden = self.store.count_conversations(search=query or None) - limit
         snippets: dict[str, str] = {}
         if query:
             for hit in self.store.search(query, limit=50):
                 snippets.setdefault(hit.conversation_id, " ".join(hit.snippet.split()))
         items = [ConversationItem(c.id, c.title, c.updated, snippets.get(c.id, "")) for c in found]
         current = self.conversation.id if self.conversation else None
-        self.conversations.set_items(items, current)
+        self.conversations.set_items(items, current, hidden=hidden)
+
+    @on(ConversationList.MoreRequested)
+    @reports_errors
+    def _more_requested(self, event: ConversationList.MoreRequested) -> None:
+        """List the next ``LIST_LIMIT`` older conversations too."""
+        self.list_limit += LIST_LIMIT
+        self.refresh_conversations()
 
     def store_prompts(self, limit: int = 200) -> list[str]:
         """Recent prompts for Up/Down recall, oldest first, from the recent conversations."""
@@ -110,6 +142,11 @@ class ConversationsScreen(ChatBase):
         path = self.store.active_path(conversation.id)
         positions = self.store.branch_positions(conversation.id)
         await self.transcript.show([entry_for(m, positions) for m in path])
+        last = next((m for m in reversed(path) if m.role == "assistant"), None)
+        if self.job is None or self.job.conversation_id != conversation.id:
+            self.reply_stats.show_saved(
+                *((last.stats, last.finish_reason) if last else (None, None))
+            )
         self.refresh_conversations()
         # Tokenizing a long history is work; let the transcript paint first.
         self.call_after_refresh(self.measure_context)
@@ -126,6 +163,7 @@ class ConversationsScreen(ChatBase):
         self.apply_settings(self.services.default_settings(self.persona))
         self.retry_parent = UNSET
         await self.transcript.show([])
+        self.reply_stats.show_saved(None, None)
         self.refresh_conversations()
         self.prompt.focus()
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -46,6 +46,10 @@ def relative_time(moment: datetime, now: datetime | None = None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d")
 
 
+MORE_ID = "\x00more"
+"""The id of the last row when older conversations are not listed yet."""
+
+
 class ConversationOptions(OptionList):
     """The list itself, with keys for the highlighted conversation."""
 
@@ -54,19 +58,24 @@ class ConversationOptions(OptionList):
         Binding("delete,d", "delete", "Delete", tooltip="Delete the highlighted conversation"),
     ]
 
+    def _highlighted_id(self) -> str | None:
+        option = self.highlighted_option
+        return option.id if option is not None and option.id != MORE_ID else None
+
     def action_rename(self) -> None:
-        parent = self.parent
-        if isinstance(parent, ConversationList) and self.highlighted_option is not None:
-            parent.post_message(
-                ConversationList.RenameRequested(parent, self.highlighted_option.id or "")
-            )
+        parent, chosen = self.parent, self._highlighted_id()
+        if isinstance(parent, ConversationList) and chosen:
+            parent.post_message(ConversationList.RenameRequested(parent, chosen))
 
     def action_delete(self) -> None:
-        parent = self.parent
-        if isinstance(parent, ConversationList) and self.highlighted_option is not None:
-            parent.post_message(
-                ConversationList.DeleteRequested(parent, self.highlighted_option.id or "")
-            )
+        parent, chosen = self.parent, self._highlighted_id()
+        if isinstance(parent, ConversationList) and chosen:
+            parent.post_message(ConversationList.DeleteRequested(parent, chosen))
+
+    def _on_focus(self, event: events.Focus) -> None:
+        # A list that gets focus shows a highlighted row, so Enter always opens something.
+        if self.highlighted is None and self.option_count:
+            self.highlighted = 0
 
 
 class ConversationList(Vertical):
@@ -100,6 +109,16 @@ class ConversationList(Vertical):
             return self.conversations
 
     @dataclass
+    class MoreRequested(Message):
+        """The user asked for the conversations beyond those listed."""
+
+        conversations: ConversationList
+
+        @property
+        def control(self) -> ConversationList:
+            return self.conversations
+
+    @dataclass
     class DeleteRequested(Message):
         conversations: ConversationList
         conversation_id: str
@@ -126,18 +145,43 @@ class ConversationList(Vertical):
     def query_text(self) -> str:
         return self.query_one("#conversation-search", Input).value
 
-    def set_items(self, items: Sequence[ConversationItem], current_id: str | None = None) -> None:
-        """Show ``items`` (already ordered) and highlight the current conversation."""
+    def set_items(
+        self,
+        items: Sequence[ConversationItem],
+        current_id: str | None = None,
+        *,
+        hidden: int = 0,
+    ) -> None:
+        """Show ``items`` (already ordered), then a row saying how many more there are
+        (``hidden``; Enter on it asks for them). The highlight stays on the row the user last
+        saw highlighted, so a key that acts on it (rename, delete) never jumps to another
+        conversation; without one it goes to the current conversation."""
+        options = self.query_one(ConversationOptions)
+        kept = options.highlighted_option.id if options.highlighted_option is not None else None
+        previous = len(self.items)
         self.items = list(items)
         if current_id is not None:
             self.current_id = current_id
-        options = self.query_one(ConversationOptions)
         now = datetime.now(timezone.utc)
         options.clear_options()
         options.add_options([self._option(item, now) for item in self.items])
-        for index, item in enumerate(self.items):
-            if item.id == self.current_id:
-                options.highlighted = index
+        if hidden > 0:
+            options.add_option(
+                Option(
+                    Content.assemble(
+                        (f"… {hidden} older conversation{'s' if hidden != 1 else ''}", "bold"),
+                        ("\nEnter: show them", "dim"),
+                    ),
+                    id=MORE_ID,
+                )
+            )
+        ids = [item.id for item in self.items]
+        if kept == MORE_ID and previous < len(ids):  # "show them": on the first one shown
+            options.highlighted = previous
+            return
+        for wanted in (kept, self.current_id):
+            if wanted in ids:
+                options.highlighted = ids.index(wanted)
                 break
 
     def _option(self, item: ConversationItem, now: datetime) -> Option:
@@ -167,5 +211,7 @@ class ConversationList(Vertical):
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        if event.option.id:
+        if event.option.id == MORE_ID:
+            self.post_message(self.MoreRequested(self))
+        elif event.option.id:
             self.post_message(self.Selected(self, event.option.id))

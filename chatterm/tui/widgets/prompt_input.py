@@ -64,6 +64,12 @@ class PromptInput(TextArea):
 
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
+        if key.startswith("alt+"):
+            # A terminal sends alt+c as ESC c, which Textual reports as "alt+c" carrying the
+            # printable character "c": the text area would type it, and the key would never
+            # reach alt+c's binding. Skip the typing; the key goes on to the bindings.
+            event.prevent_default()
+            return
         if key == "enter":
             self._consume(event)
             self.submit()

@@ -3,6 +3,9 @@ stats. Nothing here is hidden: every figure the engine reports has a place."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
@@ -14,6 +17,8 @@ from chatterm.sampling import SamplingSettings
 from chatterm.tui.widgets.sampling_panel import SamplingPanel
 
 BAR_WIDTH = 28
+MIN_RATE_TOKENS = 2
+MIN_RATE_SECONDS = 1.0
 
 
 class ContextMeter(Static):
@@ -102,13 +107,23 @@ class ReplyStats(Static):
             )
         )
 
+    def show_saved(self, stats: dict[str, Any] | None, reason: str | None) -> None:
+        """The figures saved with the open conversation's last reply (``Stats.to_dict()``),
+        or "no reply yet": the panel speaks of the conversation on screen."""
+        if not stats:
+            self.update("no reply yet")
+            return
+        known = {f.name for f in fields(Stats)}
+        self.show_stats(Stats(**{k: v for k, v in stats.items() if k in known}), reason or "")
+
     def show_progress(self, tokens: int, elapsed: float) -> None:
-        rate = tokens / elapsed if elapsed > 0 else 0.0
+        """Live progress: the token count, and a rate once it means something (from the
+        second token, after a second: one token over a few milliseconds says nothing)."""
+        figures = f"{tokens} tok"
+        if tokens >= MIN_RATE_TOKENS and elapsed >= MIN_RATE_SECONDS:
+            figures += f" · {(tokens - 1) / elapsed:.1f} tok/s"  # decode: after the first
         # The panel keeps its size (five lines): repaint only, no layout of the screen.
-        self.update(
-            Content.assemble(("streaming ", "dim"), f"{tokens} tok · {rate:.1f} tok/s"),
-            layout=False,
-        )
+        self.update(Content.assemble(("streaming ", "dim"), figures), layout=False)
 
 
 class SidePanel(VerticalScroll):
