@@ -201,7 +201,8 @@ def keymap_warnings(keymap: dict[str, str], bindings: Iterable[Binding]) -> list
     bindings = [b for b in bindings if b.id]
     known = {b.id for b in bindings}
     warnings = [
-        f"keymap: no binding has the id {name!r} (the ids are in chatterm/tui/keys.py and chatterm/tui/lab/keys.py)"
+        f"keymap: no binding has the id {name!r} "
+        "(the ids are in chatterm/tui/keys.py and chatterm/tui/lab/keys.py)"
         for name in keymap
         if name not in known
     ]
