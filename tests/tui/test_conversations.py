@@ -228,9 +228,7 @@ async def test_a_reply_keeps_streaming_while_another_conversation_is_open(make, 
     ]
 
 
-async def test_rename_keeps_the_highlight_on_that_conversation_so_delete_asks_about_it(
-    make, fake
-):
+async def test_rename_keeps_the_highlight_on_that_conversation_so_delete_asks_about_it(make, fake):
     app = make()
     async with app.run_test(size=(120, 40)) as pilot:
         for topic in ("about cats", "about dogs", "about fish"):
