@@ -85,7 +85,12 @@ def chat_format_of(path: str | Path, info: GGUFInfo | None = None) -> chat_templ
     info = info or read_gguf(path)
     if info.chat_template:
         return chat_template.choose_format(info.chat_template, None, True)
-    vocab = Vocabulary(load_model(Path(path), vocab_only=True), Path(path), info)
+    try:
+        model = load_model(Path(path), vocab_only=True)
+    except ModelError:  # models show still describes a file llama.cpp cannot read
+        reason = "no chat template, and llama.cpp cannot read the vocabulary to pick a format"
+        return chat_template.ChatFormat("plain", chat_template.PLAIN_TEMPLATE, reason)
+    vocab = Vocabulary(model, Path(path), info)
     try:
         return vocab.chat_format
     finally:

@@ -258,3 +258,21 @@ def test_a_template_that_renders_nothing_is_refused_before_llama_cpp(tmp_path, s
     result = run_cli("ask", "-m", str(path), "-n", "4", "Hi", timeout=120)
     assert result.returncode == 3, (result.returncode, result.stderr[-500:])
     assert "rendered nothing" in result.stderr and not result.stdout
+
+
+def test_models_show_still_describes_a_file_whose_vocabulary_llama_cpp_cannot_read(tmp_path):
+    import gguf
+
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_name("Odd Chat")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["a", "b"])  # no merges: llama.cpp refuses the vocabulary
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    shown = run_cli("models", "show", str(path), "--json")
+    assert shown.returncode == 0, shown.stderr
+    card = json.loads(shown.stdout)
+    assert card["chat_format"] == "plain" and "cannot read" in card["chat_format_reason"]
