@@ -79,6 +79,19 @@ class ChatApp(App[None]):
             self.chat.prepare_exit()
         self.exit(return_code=0)
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C outside a text field: someone reaching for the usual keys, most likely to
+        stop a reply. Say how to stop it (Esc) and how to quit."""
+        quit_keys = keys.display_keys(keys.keys_for(keys.by_id("app.quit"), self.keymap))
+        stop_keys = keys.display_keys(keys.keys_for(keys.by_id("chat.stop"), self.keymap))
+        streaming = self.is_screen_installed("chat") and self.chat.job is not None
+        first = f"{stop_keys} stops the reply and keeps its text; " if streaming else ""
+        self.notify(
+            f"{first}{quit_keys} quits (a streaming reply is saved first)",
+            title="Ctrl+C copies; it does not quit",
+            markup=False,
+        )
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.keymap))

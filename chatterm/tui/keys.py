@@ -162,6 +162,14 @@ def keys_for(binding: Binding, keymap: dict[str, str]) -> str:
     return binding.key
 
 
+def by_id(binding_id: str) -> Binding:
+    """The app's or the chat screen's binding with this id (``KeyError`` if none)."""
+    for binding in [*APP_BINDINGS, *CHAT_BINDINGS]:
+        if binding.id == binding_id:
+            return binding
+    raise KeyError(binding_id)
+
+
 def display_keys(keys: str) -> str:
     return " / ".join(k.strip().replace("question_mark", "?") for k in keys.split(","))
 

@@ -224,3 +224,56 @@ async def test_alt_keys_reach_their_bindings_instead_of_typing_a_letter(make, fa
         await settle(pilot)
         assert app.chat.prompt.text == ""
         assert app.clipboard == "ls"
+
+
+async def test_ctrl_c_during_a_reply_says_that_escape_stops_it(make, fake):
+    fake.delay = 0.05
+    fake.enqueue(" ".join(["word"] * 200))
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.prompt.text = "go"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat.job is not None)
+        list(app.chat.transcript.query(UserMessage))[-1].focus()  # not a text field
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        note = list(app._notifications)[-1]
+        assert "escape stops the reply" in str(note.message) and "ctrl+q quits" in str(note.message)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.chat.job is None)
+
+
+async def test_a_template_placeholder_is_selected_so_typing_replaces_it(make, fake):
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        await pilot.press(*"translate", "enter")  # "Translate … into {{ lang }}:\n\n{{ input }}"
+        await settle(pilot)
+        prompt = app.chat.prompt
+        assert prompt.selected_text == "⟨your text⟩"
+        await pilot.press(*"Bonjour")
+        assert "⟨your text⟩" not in prompt.text and "Bonjour" in prompt.text
+
+
+async def test_the_picker_keeps_descriptions_indented_and_says_when_nothing_matches(make, fake):
+    app = make()
+    async with app.run_test(size=(80, 30)) as pilot:
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await settle(pilot)
+        assert isinstance(app.screen, PickerScreen)
+        options = app.screen.query_one("#picker-options")
+        width = options.scrollable_content_region.width
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        described = [p.split("\n")[1:] for p in prompts if "\n" in p]
+        assert any(len(lines) > 1 for lines in described), "a description long enough to wrap"
+        for lines in described:
+            assert all(line.startswith("  ") and len(line) <= width for line in lines)
+        await pilot.press(*"zzzz")
+        await pilot.pause()
+        assert options.option_count == 1
+        only = options.get_option_at_index(0)
+        assert only.disabled and "nothing matches 'zzzz'" in str(only.prompt)
+        await pilot.press("enter")
+        assert isinstance(app.screen, PickerScreen), "Enter on no match picks nothing"

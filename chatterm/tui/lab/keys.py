@@ -72,7 +72,10 @@ LAB_SCREEN_KEYS = [
     ("Tokens: i", "Show or hide token ids"),
     ("Sampling: up / down", "Step the focused setting; the chart follows at once"),
     ("Sampling: enter", "Use these four settings in the chat and close"),
-    ("Compare: enter", "Run the variants (one per line in the variants box)"),
+    (
+        "Compare: enter",
+        "Run the variants (separated by | in the variants box, e.g. temperature=0 | top_k=5)",
+    ),
     ("Compare / Sampling: escape", "Stop a run, or close the view"),
     ("Prompt: c", "Copy the rendered prompt"),
 ]

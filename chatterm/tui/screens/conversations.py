@@ -358,8 +358,8 @@ class ConversationsScreen(ChatBase):
         except ChattermError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
-        self.prompt.text = text
-        self.prompt.move_cursor(self.prompt.document.end)
+        # The first placeholder is selected, so typing replaces it.
+        self.prompt.fill(text, select_from="⟨", select_to="⟩")
         self.prompt.focus()
 
     @reports_errors

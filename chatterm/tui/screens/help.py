@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from chatterm.outcome import OUTCOMES
 from chatterm.tui import keys
 from chatterm.tui.lab.keys import LAB_BINDINGS, LAB_SCREEN_KEYS, TOKEN_KEYS
 
 
-def _table(title: str, rows: list[tuple[str, str]]) -> str:
-    lines = [f"### {title}", "", "| Key | Does |", "| --- | --- |"]
-    lines += [f"| `{key}` | {what} |" for key, what in rows]
+def _table(
+    title: str, rows: Sequence[tuple[str, str]], header: tuple[str, str] = ("Key", "Does")
+) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a bare | would end the cell
+
+    lines = [f"### {title}", "", f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    lines += [f"| `{cell(key)}` | {cell(what)} |" for key, what in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -35,6 +43,7 @@ def help_markdown(keymap: dict[str, str]) -> str:
             _table("Lab: see what the model sees", keys.binding_rows(LAB_BINDINGS, keymap)),
             _table("On a coloured reply (probabilities on, F10 or a click)", TOKEN_KEYS),
             _table("In the lab views", LAB_SCREEN_KEYS),
+            _table("How a reply ended (message headers, Last reply)", OUTCOMES, ("Word", "Means")),
         ]
     )
 

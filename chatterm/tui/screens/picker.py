@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
+
+INDENT = 2
+"""Columns a description is indented under its item's name."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,27 @@ class PickerScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self._fill("")
         self.query_one("#picker-filter", Input).focus()
+        # Descriptions are wrapped to the list's width, known once it is laid out.
+        self.call_after_refresh(self._refill)
+
+    def _refill(self) -> None:
+        options = self.query_one("#picker-options", OptionList)
+        kept = options.highlighted_option.id if options.highlighted_option else None
+        self._fill(self.query_one("#picker-filter", Input).value)
+        if kept is not None:
+            with contextlib.suppress(OptionDoesNotExist):
+                options.highlighted = options.get_option_index(kept)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._refill)
 
     def _fill(self, text: str) -> None:
         options = self.query_one("#picker-options", OptionList)
         options.clear_options()
         wanted = text.casefold().strip()
         highlight = None
+        # Room for a description line after its two-space indent (and the scrollbar).
+        width = max(20, (options.scrollable_content_region.width or 62) - INDENT - 1)
         for item in self.items:
             haystack = f"{item.label} {item.description}".casefold()
             if wanted and wanted not in haystack:
@@ -67,7 +87,10 @@ class PickerScreen(ModalScreen[str | None]):
             if item.detail:
                 parts.append(("  " + item.detail, "dim"))
             if item.description:
-                parts.append(("\n  " + item.description, "$error" if item.disabled else "italic"))
+                # Wrapped here, so every line keeps the indent (the list would wrap to column 0).
+                lines = textwrap.wrap(item.description, width) or [""]
+                indented = "".join("\n" + " " * INDENT + line for line in lines)
+                parts.append((indented, "$error" if item.disabled else "italic"))
             options.add_option(Option(Content.assemble(*parts), id=item.id, disabled=item.disabled))
             if highlight is None and not item.disabled:
                 highlight = options.option_count - 1
@@ -75,6 +98,11 @@ class PickerScreen(ModalScreen[str | None]):
                 highlight = options.option_count - 1
         if highlight is not None:
             options.highlighted = highlight
+        elif not options.option_count:
+            shown = text.strip()
+            options.add_option(
+                Option(Content.styled(f"  nothing matches {shown!r}", "dim italic"), disabled=True)
+            )
 
     @on(Input.Changed, "#picker-filter")
     def _filter(self, event: Input.Changed) -> None:

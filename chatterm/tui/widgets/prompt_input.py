@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+from textual.widgets.text_area import Selection
 
 
 class PromptInput(TextArea):
@@ -53,6 +54,21 @@ class PromptInput(TextArea):
         current = self.text
         self.text = text if not current.strip() else f"{text}\n{current}"
         self.move_cursor(self.document.end)
+
+    def fill(self, text: str, *, select_from: str = "", select_to: str = "") -> None:
+        """Replace the text; select the first span from ``select_from`` to ``select_to`` (a
+        placeholder such as ``⟨topic⟩``) so typing replaces it, else put the cursor at the end."""
+        self.text = text
+        start = text.find(select_from) if select_from else -1
+        end = text.find(select_to, start + 1) if start >= 0 else -1
+        if start < 0 or end < 0:
+            self.move_cursor(self.document.end)
+            return
+
+        def location(index: int) -> tuple[int, int]:
+            return text.count("\n", 0, index), index - (text.rfind("\n", 0, index) + 1)
+
+        self.selection = Selection(location(start), location(end + len(select_to)))
 
     def submit(self) -> None:
         text = self.text
