@@ -71,38 +71,141 @@ class Config:
         return endpoint, model
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Read ``config.toml`` (missing is fine) and apply ``CHATTERM_*`` environment overrides."""
-    path = path or paths.config_file()
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: invalid TOML: {exc}") from None
-    engine = data.get("engine", {})
-    endpoints = {
-        name: _endpoint(path, name, spec) for name, spec in (data.get("endpoints") or {}).items()
-    }
+ENGINE_KEYS = ("ctx_size", "threads", "gpu_layers", "flash_attn", "kv_cache_mb")
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a few hundred bytes; a larger one is a mistake, refused before reading."""
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML table in ``path`` (``{}`` when there is none), read through the one checked
+    path: a regular file only (a FIFO would block), at most :data:`MAX_CONFIG_BYTES`, UTF-8,
+    valid TOML, nested no deeper than the parser can go. Raises :class:`UsageError` naming the
+    file (a config the user can fix is a usage error, exit 2)."""
+    from chatterm.safe_files import NotRegularFileError, read_bytes
+
     try:
-        cfg = Config(
-            default_model=os.environ.get("CHATTERM_MODEL") or data.get("default_model"),
-            ctx_size=int(os.environ.get("CHATTERM_CTX_SIZE") or engine.get("ctx_size", 4096)),
-            threads=_opt_int(os.environ.get("CHATTERM_THREADS") or engine.get("threads")),
-            gpu_layers=int(os.environ.get("CHATTERM_GPU_LAYERS") or engine.get("gpu_layers", 0)),
-            flash_attn=bool(engine.get("flash_attn", True)),
-            sampling=dict(data.get("sampling", {})),
-            endpoints=endpoints,
-            kv_cache_mb=int(engine.get("kv_cache_mb", 1024)),
-            source=path if path.exists() else None,
+        raw = read_bytes(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        return {}
+    except NotRegularFileError as exc:
+        raise UsageError(f"{path} is {exc.strerror}, not a config file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a config file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def _table(data: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: {key} must be a table ([{key}]), not {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "true/false", int: "a number", float: "a number", str: "text"}
+    return names.get(type(value), "a list" if isinstance(value, list) else type(value).__name__)
+
+
+def _whole(value: Any, source: str, minimum: int, maximum: int, *, text_ok: bool = False) -> int:
+    """A whole number in [minimum, maximum] from TOML (or, with ``text_ok``, the environment)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif text_ok and isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if number is None:
+        raise UsageError(f"{source} must be a whole number, got {value!r}")
+    if not minimum <= number <= maximum:
+        raise UsageError(f"{source} must be between {minimum} and {maximum:,}, got {number:,}")
+    return number
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read ``config.toml`` (missing is fine) and apply ``CHATTERM_*`` environment overrides.
+
+    Every value is type- and range-checked here, once: a wrong type (``engine = 5``,
+    ``flash_attn = "no"``, ``kv_cache_mb = 1e400``) is one :class:`UsageError` line naming the
+    file or variable and the key, never a traceback or a silent misreading later."""
+    from chatterm.context_window import check_ctx_size
+    from chatterm.sampling import SamplingSettings
+
+    path = path or paths.config_file()
+    data = read_toml(path)
+    engine = _table(data, "engine", path)
+    sampling = _table(data, "sampling", path)
+    endpoints = {
+        name: _endpoint(path, name, spec) for name, spec in _table(data, "endpoints", path).items()
+    }
+    env = os.environ
+    default_model = env.get("CHATTERM_MODEL") or data.get("default_model")
+    if default_model is not None and not isinstance(default_model, str):
+        raise UsageError(f"{path}: default_model must be text, not {_kind(default_model)}")
+    if env.get("CHATTERM_CTX_SIZE"):
+        ctx_size = check_ctx_size(env["CHATTERM_CTX_SIZE"], "CHATTERM_CTX_SIZE")
+    else:
+        raw_ctx = engine.get("ctx_size", 4096)
+        where = f"{path}: [engine] ctx_size"
+        if isinstance(raw_ctx, str):  # TOML has numbers: "4096" is a mistake worth naming
+            raise UsageError(f"{where} must be a whole number of tokens, got {raw_ctx!r}")
+        ctx_size = check_ctx_size(raw_ctx, where)
+    threads_raw = env.get("CHATTERM_THREADS") or engine.get("threads")
+    threads = (
+        None
+        if threads_raw in (None, "")
+        else _whole(
+            threads_raw,
+            "CHATTERM_THREADS" if env.get("CHATTERM_THREADS") else f"{path}: [engine] threads",
+            1,
+            4096,
+            text_ok=bool(env.get("CHATTERM_THREADS")),
         )
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    return cfg
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
+    )
+    gpu_env = env.get("CHATTERM_GPU_LAYERS")
+    gpu_layers = _whole(
+        gpu_env or engine.get("gpu_layers", 0),
+        "CHATTERM_GPU_LAYERS" if gpu_env else f"{path}: [engine] gpu_layers",
+        -1,
+        100_000,
+        text_ok=bool(gpu_env),
+    )
+    flash_attn = engine.get("flash_attn", True)
+    if not isinstance(flash_attn, bool):
+        raise UsageError(f"{path}: [engine] flash_attn must be true or false, got {flash_attn!r}")
+    kv_cache_mb = _whole(
+        engine.get("kv_cache_mb", 1024), f"{path}: [engine] kv_cache_mb", 0, 1 << 24
+    )
+    unknown = sorted(set(engine) - set(ENGINE_KEYS))
+    if unknown:
+        raise UsageError(
+            f"{path}: [engine] has no setting {unknown[0]!r} (known: {', '.join(ENGINE_KEYS)})"
+        )
+    try:
+        SamplingSettings().merge(sampling)
+    except UsageError as exc:
+        raise UsageError(f"{path}: [sampling] {exc}") from None
+    return Config(
+        default_model=default_model,
+        ctx_size=ctx_size,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        flash_attn=flash_attn,
+        sampling=dict(sampling),
+        endpoints=endpoints,
+        kv_cache_mb=kv_cache_mb,
+        source=path if path.is_file() else None,
+    )
 
 
 def _endpoint(path: Path, name: str, spec: Any) -> Endpoint:

@@ -61,5 +61,10 @@ class StoreError(ChattermError):
     """The history database cannot be used (not a database, locked, unknown id)."""
 
 
+class StoreLockedError(StoreError):
+    """Another process held the history database longer than the busy timeout; trying again
+    later may succeed."""
+
+
 class HubError(ChattermError):
     """Downloading from the Hugging Face Hub failed; the message says what to do next."""

@@ -8,12 +8,15 @@ only their length.
 
 from __future__ import annotations
 
+import functools
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chatterm.errors import ModelError
+from chatterm.safe_files import NotRegularFileError, open_regular
 
 MAGIC = b"GGUF"
 _U64 = struct.Struct("<Q")
@@ -30,10 +33,22 @@ _SCALARS = {
     11: "<q",
     12: "<d",
 }
-_STRING, _ARRAY = 8, 9
+_STRING, _ARRAY, _UINT32 = 8, 9, 4
+_INTEGERS = frozenset({0, 1, 2, 3, 4, 5, 10, 11})
 _KEEP_ARRAY_ITEMS = 64
+
+# Bounds checked before anything is read or allocated. A sparse file can claim a terabyte, so
+# "fits in the file" alone does not bound the work: every count also has a ceiling far above
+# what real models use (the largest vocabularies hold ~262k tokens, merges ~300k, tensors a
+# few thousand).
 _MAX_KV = 100_000
-_MAX_TENSORS = 1_000_000
+_MAX_TENSORS = 1 << 18
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+_MAX_KEY_BYTES = 4096
+_MAX_STRING_BYTES = 16 << 20
+_MAX_ARRAY_ITEMS = 1 << 22
+_MAX_TOTAL_ITEMS = 1 << 23
+_MAX_COUNT = 1 << 32  # any count or size in the metadata we rely on (layers, heads, context)
 
 # ggml tensor types: (elements per block, bytes per block), for the truncation check.
 _GGML_BLOCKS: dict[int, tuple[int, int]] = {
@@ -134,6 +149,9 @@ class GGUFInfo:
     array_lengths: dict[str, int] = field(default_factory=dict)
     tensors: list[TensorInfo] = field(default_factory=list)
     file_size: int = 0
+    max_token_bytes: int = 0
+    """The longest token text in the vocabulary (bytes): a text of ``B`` bytes needs at least
+    ``B / max_token_bytes`` tokens, which proves oversized input cannot fit before tokenizing."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -185,21 +203,30 @@ class GGUFInfo:
     def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int:
         """Size of an f16 KV cache for ``n_ctx`` tokens: 2 (K and V) x layers x ctx x kv width."""
         layers = self.block_count or 0
-        heads = self.arch_value("attention.head_count") or 0
-        kv_heads = self.arch_value("attention.head_count_kv") or heads
-        if isinstance(kv_heads, list):  # per-layer counts in some architectures
-            kv_heads = max(kv_heads) if kv_heads else heads
+        heads = largest_count(self.arch_value("attention.head_count")) or 0
+        kv_heads = largest_count(self.arch_value("attention.head_count_kv")) or heads
         embd = self.arch_value("embedding_length") or 0
         head_dim = self.arch_value("attention.key_length") or (embd // heads if heads else 0)
         return int(2 * layers * n_ctx * kv_heads * head_dim * bytes_per_value)
 
 
+def largest_count(value: int | list[int] | None) -> int | None:
+    """A head count, or the largest of per-layer head counts (some architectures)."""
+    if isinstance(value, list):
+        return max(value, default=None)
+    return value
+
+
 class _Reader:
     """Bounds-checked reads at an offset into a memory map (no syscall per field: the
-    vocabulary alone is ~50,000 strings)."""
+    vocabulary alone is ~50,000 strings). Every length and count is checked against the bytes
+    left and a ceiling before it is used."""
 
     def __init__(self, buf: Any, size: int, path: Path) -> None:
         self.buf, self.size, self.path, self.pos = buf, size, path, 0
+        self.items_left = _MAX_TOTAL_ITEMS
+        self.bytes_left = _MAX_STRING_BYTES * 4  # for all the strings kept, together
+        self.longest = 0  # the longest string skipped by the last skip_strings
 
     def fail(self, why: str) -> ModelError:
         return ModelError(f"{self.path} is not a usable GGUF file: {why}")
@@ -221,9 +248,23 @@ class _Reader:
         self.pos += n
         return value
 
-    def string(self) -> str:
+    def string(self, limit: int = _MAX_STRING_BYTES, what: str = "a string") -> str:
         n = self.unpack("<Q")
+        if n > limit or n > self.bytes_left:
+            raise self.fail(f"{what} claims {n:,} bytes (at most {limit:,} expected)")
+        self.bytes_left -= n
         return self.read(n).decode("utf-8", errors="replace")
+
+    def count(self, n: int, item_bytes: int, what: str) -> int:
+        """Check a claimed number of items against the ceilings and the bytes left."""
+        if n > _MAX_ARRAY_ITEMS or n > self.items_left:
+            raise self.fail(f"{what} claims {n:,} items")
+        if n * item_bytes > self.size - self.pos:
+            raise self.fail(
+                f"it is truncated or corrupt ({what} claims {n:,} items, more than the file holds)"
+            )
+        self.items_left -= n
+        return n
 
     def skip(self, n: int) -> None:
         self._need(n)
@@ -232,58 +273,92 @@ class _Reader:
     def skip_strings(self, count: int) -> None:
         # The tokenizer's vocabulary and merges: ~100k strings on every model load.
         unpack_from, buf, size, pos = _U64.unpack_from, self.buf, self.size, self.pos
+        longest = 0
         for _ in range(count):
             if pos + 8 > size:
                 raise self.fail("it is truncated or corrupt (a string runs past the end)")
-            pos += 8 + unpack_from(buf, pos)[0]
+            n = unpack_from(buf, pos)[0]
+            if n > longest:
+                if n > _MAX_STRING_BYTES:
+                    raise self.fail(f"a string claims {n:,} bytes")
+                longest = n
+            pos += 8 + n
         if pos > size:
             raise self.fail("it is truncated or corrupt (a string runs past the end)")
         self.pos = pos
+        self.longest = longest
 
     def value(self, vtype: int, key: str, lengths: dict[str, int]) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
         if vtype == _STRING:
-            return self.string()
+            return self.string(what=f"metadata {key!r}")
         if vtype == _ARRAY:
             itype = self.unpack("<I")
-            count = self.unpack("<Q")
-            if count > self.size:
-                raise self.fail(f"array {key!r} claims {count} items")
+            if itype not in _SCALARS and itype != _STRING:
+                raise self.fail(f"array {key!r} has unsupported item type {itype}")
+            item_bytes = 8 if itype == _STRING else struct.calcsize(_SCALARS[itype])
+            count = self.count(self.unpack("<Q"), item_bytes, f"array {key!r}")
             lengths[key] = count
             if itype in _SCALARS and count > _KEEP_ARRAY_ITEMS:
-                self.skip(count * struct.calcsize(_SCALARS[itype]))
+                self.skip(count * item_bytes)
                 return None
             if itype == _STRING and count > _KEEP_ARRAY_ITEMS:
                 self.skip_strings(count)
                 return None
-            if itype not in _SCALARS and itype != _STRING:
-                raise self.fail(f"array {key!r} has unsupported item type {itype}")
             return [self.value(itype, key, {}) for _ in range(count)]
         raise self.fail(f"metadata {key!r} has unknown value type {vtype}")
 
 
+def _file_key(path: Path) -> tuple[str, int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def read_gguf(path: str | Path) -> GGUFInfo:
-    """Parse and sanity-check ``path``; raise :class:`ModelError` with a one-line reason."""
+    """Parse and sanity-check ``path``; raise :class:`ModelError` with a one-line reason.
+
+    Only a regular file is opened, without blocking (a FIFO given as a model would otherwise
+    hang); every count and length is bounded before it is used, and the metadata chatterm and
+    llama.cpp rely on is type-checked (see :func:`_check_types`), so llama.cpp never sees a
+    file this refuses. Results are cached per file identity (device, inode, size, mtime)."""
+    path = Path(path)
+    key = _file_key(path)
+    return _read_cached(key) if key is not None else _read(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cached(key: tuple[str, int, int, int, int]) -> GGUFInfo:
+    return _read(Path(key[0]))
+
+
+def _read(path: Path) -> GGUFInfo:
     import mmap
 
-    path = Path(path)
     try:
-        size = path.stat().st_size
-        fh = path.open("rb")
+        fd = open_regular(path)
     except FileNotFoundError:
         raise ModelError(f"model file not found: {path}") from None
+    except NotRegularFileError as exc:
+        raise ModelError(f"{path} is {exc.strerror}, not a GGUF file") from None
     except IsADirectoryError:
         raise ModelError(f"{path} is a directory, not a GGUF file") from None
     except OSError as exc:
         raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with fh:
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fd).st_size
         if size < 24 or fh.read(4) != MAGIC:
             raise ModelError(
                 f"{path} is not a usable GGUF file: it does not start with the GGUF magic bytes"
             )
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            info, data_start = _parse(_Reader(buf, size, path))
+        try:
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as buf:
+                info, data_start = _parse(_Reader(buf, size, path))
+        except (OSError, ValueError) as exc:  # mmap refused (e.g. the file shrank meanwhile)
+            raise ModelError(f"cannot read {path}: {exc}") from None
     _check_tensor_data(info, data_start)
     return info
 
@@ -295,25 +370,109 @@ def _parse(r: _Reader) -> tuple[GGUFInfo, int]:
         raise r.fail(f"GGUF version {version} is not supported (2 or 3 expected)")
     n_tensors = r.unpack("<Q")
     n_kv = r.unpack("<Q")
+    # each metadata entry takes at least 13 bytes, each tensor entry at least 24
     if n_kv > _MAX_KV or n_tensors > _MAX_TENSORS:
         raise r.fail(f"implausible header ({n_tensors} tensors, {n_kv} metadata keys)")
+    if n_kv * 13 + n_tensors * 24 > r.size - r.pos:
+        raise r.fail(
+            f"it is truncated or corrupt (the header claims {n_tensors} tensors and {n_kv} "
+            "metadata keys, more than the file holds)"
+        )
     metadata: dict[str, Any] = {}
+    types: dict[str, tuple[int, int | None]] = {}
     lengths: dict[str, int] = {}
+    max_token_bytes = 0
     for _ in range(n_kv):
-        key = r.string()
+        key = r.string(_MAX_KEY_BYTES, "a metadata key")
         vtype = r.unpack("<I")
+        start = r.pos
+        r.longest = 0
         metadata[key] = r.value(vtype, key, lengths)
+        itype = struct.unpack_from("<I", r.buf, start)[0] if vtype == _ARRAY else None
+        types[key] = (vtype, itype)
+        if key == "tokenizer.ggml.tokens":
+            value = metadata[key]
+            max_token_bytes = r.longest if value is None else _longest(value)
+    _check_types(r, metadata, types)
     tensors: list[TensorInfo] = []
     for _ in range(n_tensors):
-        name = r.string()
+        name = r.string(_MAX_KEY_BYTES, "a tensor name")
         n_dims = r.unpack("<I")
-        if n_dims > 8:
+        if n_dims > _MAX_DIMS:
             raise r.fail(f"tensor {name!r} has {n_dims} dimensions")
         shape = tuple(r.unpack("<Q") for _ in range(n_dims))
         tensors.append(TensorInfo(name, shape, r.unpack("<I"), r.unpack("<Q")))
-    alignment = int(metadata.get("general.alignment", 32) or 32)
+    alignment = metadata.get("general.alignment", 32)
     data_start = -(-r.pos // alignment) * alignment
-    return GGUFInfo(r.path, version, metadata, lengths, tensors, r.size), data_start
+    info = GGUFInfo(r.path, version, metadata, lengths, tensors, r.size, max_token_bytes)
+    return info, data_start
+
+
+def _longest(strings: Any) -> int:
+    return max((len(str(s).encode("utf-8")) for s in strings or ()), default=0)
+
+
+# What chatterm (and llama.cpp) read from the metadata, declared once with its GGUF type. A
+# value of another type is refused here, with the key named, instead of surfacing later as a
+# traceback (``int("abc")``) or an abort inside llama.cpp (``general.alignment`` must be u32).
+_STR, _INT, _INTS = "a string", "an integer", "an integer or an array of integers"
+_KEY_TYPES: dict[str, str] = {
+    "general.architecture": _STR,
+    "general.name": _STR,
+    "general.file_type": _INT,
+    "split.count": _INT,
+    "tokenizer.chat_template": _STR,
+    "tokenizer.ggml.model": _STR,
+    "tokenizer.ggml.pre": _STR,
+}
+_ARCH_KEY_TYPES: dict[str, str] = {
+    "context_length": _INT,
+    "block_count": _INT,
+    "embedding_length": _INT,
+    "attention.head_count": _INTS,
+    "attention.head_count_kv": _INTS,
+    "attention.key_length": _INT,
+    "attention.value_length": _INT,
+}
+_TYPE_NAMES = {6: "a float", 12: "a float", 7: "a boolean", _STRING: "a string", _ARRAY: "an array"}
+
+
+def _check_types(
+    r: _Reader, metadata: dict[str, Any], types: dict[str, tuple[int, int | None]]
+) -> None:
+    """Refuse metadata of the wrong type or out of range."""
+
+    def expect(key: str, kind: str) -> None:
+        if key not in types:
+            return
+        vtype, itype = types[key]
+        value = metadata[key]
+        ok = (
+            (kind == _STR and vtype == _STRING)
+            or (kind in (_INT, _INTS) and vtype in _INTEGERS and 0 <= value <= _MAX_COUNT)
+            or (
+                kind == _INTS
+                and vtype == _ARRAY
+                and itype in _INTEGERS
+                and all(0 <= v <= _MAX_COUNT for v in value or ())
+            )
+        )
+        if not ok:
+            got = _TYPE_NAMES.get(vtype, f"the integer {value}" if vtype in _INTEGERS else "")
+            raise r.fail(f"metadata {key!r} is {got or 'of GGUF type ' + str(vtype)}, not {kind}")
+
+    for key, kind in _KEY_TYPES.items():
+        expect(key, kind)
+    arch = metadata.get("general.architecture", "unknown")
+    for key, kind in _ARCH_KEY_TYPES.items():
+        expect(f"{arch}.{key}", kind)
+    if "general.alignment" in types:
+        alignment = metadata["general.alignment"]
+        is_u32 = types["general.alignment"][0] == _UINT32
+        if not is_u32 or alignment <= 0 or alignment & (alignment - 1):
+            raise r.fail("metadata 'general.alignment' must be a power of two stored as uint32")
+    if "tokenizer.ggml.tokens" in types and types["tokenizer.ggml.tokens"] != (_ARRAY, _STRING):
+        raise r.fail("metadata 'tokenizer.ggml.tokens' is not an array of strings")
 
 
 def _check_tensor_data(info: GGUFInfo, data_start: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from chatterm import paths
 from chatterm.catalog import ModelEntry
 from chatterm.errors import ModelError
-from chatterm.gguf_file import GGUFInfo, read_gguf
+from chatterm.gguf_file import GGUFInfo, largest_count, read_gguf
 
 
 @dataclass
@@ -65,9 +65,7 @@ def build_card(entry: ModelEntry, ctx_size: int) -> ModelCard:
     """Read every shard's header; raise :class:`ModelError` if a file is missing or broken."""
     infos = _infos(entry)
     head = infos[0]
-    kv_heads = head.arch_value("attention.head_count_kv")
-    if isinstance(kv_heads, list):
-        kv_heads = max(kv_heads) if kv_heads else None
+    kv_heads = largest_count(head.arch_value("attention.head_count_kv"))
     size = sum(i.file_size for i in infos)
     kv = head.kv_cache_bytes(ctx_size)
     remember_summary(entry, infos)
@@ -85,7 +83,7 @@ def build_card(entry: ModelEntry, ctx_size: int) -> ModelCard:
         layers=head.block_count,
         context_length=head.context_length,
         embedding_length=head.arch_value("embedding_length"),
-        head_count=head.arch_value("attention.head_count"),
+        head_count=largest_count(head.arch_value("attention.head_count")),
         head_count_kv=kv_heads,
         quantization=head.quantization,
         quant_tag=entry.quant,

@@ -13,9 +13,24 @@ APP_NAME = "chatterm"
 
 
 def home_override() -> Path | None:
-    """The ``CHATTERM_HOME`` directory, when set: it holds config, data and cache together."""
+    """The ``CHATTERM_HOME`` directory, when set: it holds config, data and cache together.
+
+    Raises :class:`~chatterm.errors.UsageError` when it names something that is not a
+    directory (a file, a symlink loop), so every command says so in one line."""
     value = os.environ.get("CHATTERM_HOME")
-    return Path(value).expanduser().resolve() if value else None
+    if not value:
+        return None
+    from chatterm.errors import UsageError
+
+    try:
+        home = Path(value).expanduser().resolve(strict=False)
+        is_dir = home.is_dir()
+        exists = is_dir or os.path.lexists(home)
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop: RuntimeError < 3.13
+        raise UsageError(f"CHATTERM_HOME={value!r} cannot be used: {exc}") from None
+    if exists and not is_dir:
+        raise UsageError(f"CHATTERM_HOME={value!r} is not a directory")
+    return home
 
 
 def config_dir() -> Path:

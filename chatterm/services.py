@@ -55,6 +55,39 @@ def continued_model(used: Sequence[str], config: Config) -> tuple[str | None, st
     return None, f"this conversation used {used[0]}, which is not available; using the default"
 
 
+def window_size(options: EngineOptions, config: Config) -> int:
+    """The context window asked for: ``--ctx-size`` (checked here, naming the flag) else the
+    config's (checked when the config was read, naming its source)."""
+    from chatterm.context_window import check_ctx_size
+
+    if options.ctx_size is None:
+        return config.ctx_size
+    return check_ctx_size(options.ctx_size, "--ctx-size")
+
+
+UNKNOWN_VOCAB_TOKEN_BYTES = 256
+"""For a model whose vocabulary chatterm cannot read (a remote one): a generous bound on how
+many bytes of text one token covers, so stdin is still bounded by the window."""
+
+
+def input_limit(options: EngineOptions, config: Config) -> tuple[int, int, int]:
+    """``(bytes, window, longest token)``: input longer than ``bytes`` cannot fit a ``window``
+    of tokens for the model ``options`` names (see :mod:`chatterm.cli.input_text`). A model
+    that cannot be resolved yet gets the generous bound; loading it reports the real error."""
+    from chatterm.errors import ChattermError
+    from chatterm.gguf_file import read_gguf
+
+    window = window_size(options, config)
+    per_token = UNKNOWN_VOCAB_TOKEN_BYTES
+    try:
+        entry = resolve(options, config)
+        if entry.source != "remote":
+            per_token = max(read_gguf(entry.path).max_token_bytes, 1)
+    except ChattermError:
+        pass
+    return window * per_token, window, per_token
+
+
 def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
     """Resolve the model and load it. Raises ``ModelError`` (exit 3) with a one-line reason."""
     from chatterm import paths
@@ -62,12 +95,13 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
     from chatterm.engine.llama_engine import LlamaEngine
 
     config = config or load_config()
+    n_ctx = window_size(options, config)
     remote = config.remote_model(options.model or config.default_model)
     if remote is not None:  # ENDPOINT/MODEL, with ENDPOINT from [endpoints] in config.toml
         from chatterm.engine.remote import RemoteEngine
 
         endpoint, model = remote
-        return RemoteEngine(endpoint, model, n_ctx=options.ctx_size or config.ctx_size)
+        return RemoteEngine(endpoint, model, n_ctx=n_ctx)
     entry = resolve_model(options.model, config.default_model)
     # Saved KV states let a reopened long conversation skip re-prefilling its history.
     kv_cache = (
@@ -78,7 +112,7 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
     return LlamaEngine(
         entry.path,
         name=entry.name,
-        n_ctx=options.ctx_size or config.ctx_size,
+        n_ctx=n_ctx,
         threads=options.threads or config.threads,
         adapt_threads=options.adapt_threads,
         gpu_layers=config.gpu_layers if options.gpu_layers is None else options.gpu_layers,

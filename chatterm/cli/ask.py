@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from chatterm.cli.errors import handle_errors
-from chatterm.errors import EXIT_INTERRUPTED, UsageError
+from chatterm.errors import UsageError
 from chatterm.outcome import outcome
 from chatterm.sampling import FIELDS_BY_NAME
 
@@ -24,16 +24,11 @@ def _help(name: str) -> str:
 
 
 def read_stdin() -> str:
-    """Text piped on stdin; empty when stdin is a terminal or absent."""
-    stream = sys.stdin
-    if stream is None or stream.closed:
-        return ""
-    try:
-        if stream.isatty():
-            return ""
-        return stream.read()
-    except (OSError, ValueError):
-        return ""
+    """Text piped on stdin; empty when stdin is a terminal or absent (see
+    :mod:`chatterm.cli.input_text` for the UTF-8 policy)."""
+    from chatterm.cli.input_text import read_stdin as read
+
+    return read()
 
 
 def combine_input(stdin_text: str, args: list[str]) -> str:
@@ -125,19 +120,23 @@ def ask(
 
     Example: git diff | chatterm ask "write a commit message"
     """
+    from chatterm.cli import input_text
     from chatterm.cli.prompts_cmd import compose_request
     from chatterm.config import load_config
     from chatterm.services import (
         EngineOptions,
         continued_model,
+        input_limit,
         load_engine,
         sampling_settings,
     )
 
-    composed = compose_request(prompt, persona, template, var, system)
+    config = load_config()
+    limit = input_limit(EngineOptions(model=model, ctx_size=ctx_size), config)
+    composed = compose_request(prompt, persona, template, var, system, input_limit=limit)
     if not composed.user.strip():
         raise UsageError('nothing to ask: give a prompt, e.g. chatterm ask "why is the sky blue?"')
-    config = load_config()
+    stop_strings = input_text.clean_all(stop)
     from chatterm.store.recorder import ExchangeRecorder
 
     recorder = ExchangeRecorder.for_ask(
@@ -162,7 +161,7 @@ def ask(
             frequency_penalty=frequency_penalty,
             seed=seed,
             max_tokens=max_tokens,
-            stop=tuple(stop) if stop else None,
+            stop=tuple(stop_strings) if stop_strings else None,
         ),
         saved=continued.sampling if continued is not None else None,
     ).resolved_seed()
@@ -179,6 +178,8 @@ def ask(
         )
     finally:
         status.clear()
+    for note in getattr(engine, "load_notes", ()):
+        print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. a window past the trained one
     gpu_note = getattr(engine, "gpu_note", "")
     if gpu_layers and "no GPU support" in gpu_note:
         print(f"chatterm: note: {gpu_note}", file=sys.stderr)
@@ -221,8 +222,11 @@ def _stream(
     parts: list[str] = []
     finished: Finished | None = None
     status.show("thinking…")
+    from chatterm.cli import signals
+
     try:
-        for event in engine.generate(messages, settings, top_logprobs=top_k):
+        # SIGTERM/SIGHUP while the answer streams act as Ctrl-C (see cli/signals.py)
+        for event in signals.guarded(engine.generate(messages, settings, top_logprobs=top_k)):
             if recorder is not None:
                 recorder.on_event(event)  # saves the partial reply about once a second
             if isinstance(event, Token):
@@ -246,13 +250,18 @@ def _stream(
                     )
             elif isinstance(event, Finished):
                 finished = event
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (see cli/signals.py)
         if recorder is not None:
             recorder.stop()
         status.clear()
         writer.close()
-        print("\nchatterm: interrupted", file=sys.stderr)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        kept = (
+            " (the partial answer is saved, marked stopped)"
+            if recorder is not None and recorder.save
+            else ""
+        )
+        print(f"\nchatterm: {signals.describe(exc)}{kept}", file=sys.stderr)
+        raise typer.Exit(signals.exit_code(exc)) from None
     finally:
         status.clear()
     writer.close()

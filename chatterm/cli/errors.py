@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from chatterm.errors import EXIT_INTERRUPTED, ChattermError
+from chatterm.errors import EXIT_FAILURE, ChattermError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,7 +20,10 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def handle_errors(func: F) -> F:
-    """Wrap a command: ``ChattermError`` → its message and exit code; Ctrl-C → exit 130."""
+    """Wrap a command: ``ChattermError`` → its message and exit code; Ctrl-C → exit 130,
+    SIGTERM/SIGHUP → 143/129 (see :mod:`chatterm.cli.signals`); a file-system failure (a
+    read-only home, a full disk) → one line naming the file, exit 1."""
+    from chatterm.cli import signals
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,12 +31,16 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ChattermError as exc:
             raise fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             print(file=sys.stderr)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(signals.exit_code(exc)) from None
         except BrokenPipeError:
             # The reader went away (`chatterm ask … | head`): not an error worth a traceback.
             sys.stderr.close()
             raise typer.Exit(0) from None
+        except OSError as exc:
+            from chatterm.safe_files import describe_os_error
+
+            raise fail(describe_os_error(exc), EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]

@@ -30,16 +30,25 @@ def compose_request(
     template: str | None,
     var: list[str] | None,
     system: str | None,
+    *,
+    input_limit: tuple[int, int, int] | None = None,
 ) -> ComposedPrompt:
     """Load the persona and template, read the input and compose the request; shared by
-    ``ask`` and ``render`` so both send exactly the same messages."""
+    ``ask`` and ``render`` so both send exactly the same messages. Text arguments and stdin
+    go through :mod:`chatterm.cli.input_text` (UTF-8 policy, size limit); ``input_limit`` is
+    ``(bytes, window tokens, longest token bytes)`` from ``services.input_limit``."""
     from chatterm import prompts
-    from chatterm.cli.ask import combine_input, read_stdin
+    from chatterm.cli import input_text
+    from chatterm.cli.ask import combine_input
 
-    variables = prompts.parse_variables(var or [])
+    args, var = input_text.clean_all(args), input_text.clean_all(var)
+    system = input_text.clean(system)
+    variables = prompts.parse_variables(var)
     persona_file = prompts.load_prompt("persona", persona) if persona else None
     template_file = prompts.load_prompt("template", template) if template else None
-    text = combine_input(read_stdin(), args or [])
+    limit, window, per_token = input_limit or (None, None, None)
+    stdin_text = input_text.read_stdin(limit, window=window, per_token=per_token)
+    text = combine_input(stdin_text, args)
     return prompts.compose(
         text, persona=persona_file, template=template_file, variables=variables, system=system
     )

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatterm import context_window
 from chatterm.engine import compute_thread
 from chatterm.engine.base import RenderedPrompt, TokenPiece
 from chatterm.engine.compute_thread import EitherSet
@@ -143,6 +144,9 @@ class LlamaEngine:
         self.info: GGUFInfo = read_gguf(self.model_path)
         for shard in shard_paths(self.model_path)[1:]:
             read_gguf(shard)
+        # Range, memory and trained length of the window, checked before llama.cpp allocates.
+        note = context_window.plan(self.info, n_ctx)
+        self.load_notes: list[str] = [note] if note else []
         self.threads = threads or default_threads()
         # Only a thread count chatterm chose itself adapts to a busy machine (see cpu_share);
         # one the user asked for is kept, and so is the lab's (see adapt_threads).
@@ -264,6 +268,7 @@ class LlamaEngine:
         same across turns.
         """
         limit = self.n_ctx - reserve
+        self._check_bytes(messages, limit)
         prompt = self.render(messages)
         if len(prompt.tokens) <= limit:
             self._last_drop = None
@@ -294,6 +299,29 @@ class LlamaEngine:
             )
         self._last_drop = (body[best[1]].content, best[1])
         return best
+
+    @property
+    def max_input_bytes(self) -> int:
+        """Text longer than this (UTF-8 bytes) cannot fit the window: every token covers at
+        most ``max_token_bytes`` bytes of text (the longest entry in the vocabulary)."""
+        return self.n_ctx * max(self.info.max_token_bytes, 1)
+
+    def _check_bytes(self, messages: Sequence[ChatMessage], limit: int) -> None:
+        """Refuse a newest message that a byte count alone proves too long, before tokenizing
+        it (tokenizing 50 MB takes minutes and gigabytes only to find it does not fit)."""
+        if not messages:
+            return
+        head = messages[0].content if messages[0].role == "system" else ""
+        size = len(head.encode("utf-8", "replace")) + len(
+            messages[-1].content.encode("utf-8", "replace")
+        )
+        if size > max(limit, 0) * max(self.info.max_token_bytes, 1):
+            raise ContextOverflowError(
+                f"the message is {size:,} bytes: at least "
+                f"{size // max(self.info.max_token_bytes, 1):,} tokens, but the context window "
+                f"is {self.n_ctx} tokens with {self.n_ctx - limit} kept for the reply; shorten "
+                "it or raise --ctx-size"
+            )
 
     # -- generation ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatterm.errors import StoreError
+from chatterm.errors import StoreError, StoreLockedError
 
 BUSY_TIMEOUT_S = 10.0
 
@@ -46,7 +46,7 @@ def describe(exc: sqlite3.Error, path: Path) -> StoreError:
             "- move it aside to start a new history"
         )
     if "locked" in lowered or "busy" in lowered:
-        return StoreError(
+        return StoreLockedError(
             f"{path}: the history database stayed locked by another process for "
             f"{BUSY_TIMEOUT_S:g} s; try again"
         )

@@ -33,8 +33,10 @@ def model_fingerprint(path: str | os.PathLike[str]) -> str | None:
 def _fingerprint(path: str, size: int, mtime_ns: int) -> str | None:
     # size and mtime are part of the cache key only, so an edited file is hashed again.
     digest = hashlib.sha256(str(size).encode() + b"\0")
+    from chatterm.safe_files import open_regular
+
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(open_regular(path), "rb") as handle:
             digest.update(handle.read(CHUNK))
             if size > 2 * CHUNK:
                 handle.seek(size - CHUNK)

@@ -7,22 +7,30 @@ final status comes last, also on Ctrl-C (``stopped``). After ``kill -9`` the row
 ``streaming`` with the text of the last save, and the next start marks it ``interrupted``.
 
 Saving must never cost the user their answer: if the database fails mid-way, the recorder warns
-once and the answer keeps streaming.
+once and the answer keeps streaming. A database locked by another process (longer than the busy
+timeout) does not lose the exchange either: the answer streams first, and the whole exchange is
+saved afterwards, retried for up to :data:`LOCKED_RETRY_S`; if it is still locked then, the
+exchange is written to a JSON file that ``chatterm history import`` reads, and the warning says
+where.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
-from chatterm.errors import StoreError, UsageError
+from chatterm.errors import StoreError, StoreLockedError, UsageError
 from chatterm.store.conversations import ConversationStore
 from chatterm.store.fingerprint import model_fingerprint
 from chatterm.store.model import Conversation, Message
 
 SAVE_INTERVAL_S = 1.0
+LOCKED_RETRY_S = 30.0
+"""How long, after the answer, a save blocked by a locked database is retried (on top of each
+attempt's own busy timeout)."""
 
 _SAME: Any = object()
 _STATUS_FOR_REASON = {"stop": "complete", "length": "complete", "cancelled": "stopped"}
@@ -59,6 +67,10 @@ class ExchangeRecorder:
         self._saved_text = ""
         self._finished = False
         self._system: str | None = None
+        self._deferred = False  # the database was locked: save everything after the answer
+        self._question: str | None = None
+        self._question_saved = False
+        self._persona: str | None = None
 
     @classmethod
     def for_ask(
@@ -81,6 +93,14 @@ class ExchangeRecorder:
             return cls(None, save=False, warn=warn)
         try:
             store = ConversationStore()
+        except StoreLockedError as exc:
+            if reading:
+                raise
+            if warn:
+                warn(f"{exc}; the answer comes first, then saving is retried")
+            recorder = cls(None, save=save, warn=warn)
+            recorder._deferred = True
+            return recorder
         except StoreError as exc:
             if reading:
                 raise
@@ -137,10 +157,14 @@ class ExchangeRecorder:
         return [*head, *self.history(), ChatMessage("user", user)]
 
     def _safely(self, action: Callable[[], Any]) -> Any:
-        if not self.save:
+        if not self.save or self._deferred:
             return None
         try:
             return action()
+        except StoreLockedError as exc:
+            self.warn(f"{exc}; the answer comes first, then saving is retried")
+            self._deferred = True
+            return None
         except StoreError as exc:
             self.warn(f"{exc}; the rest of this answer will not be saved")
             self.save = False
@@ -161,25 +185,39 @@ class ExchangeRecorder:
         self._engine, self._sampling = engine, sampling
         if system is _SAME:
             system = self._system
-        store = self.store
-        if store is None:
+        self._system, self._question, self._persona = system, question, persona
+        if self.store is None:
             return
+        self._safely(self._save_question)
 
-        def save() -> None:
-            if self.conversation is None:
-                self.conversation = store.create_conversation(
-                    model=getattr(engine, "name", None),
-                    persona=persona,
-                    sampling=sampling,
-                    system_prompt=system,
-                )
-            elif system is not None and system != self.conversation.system_prompt:
-                self.conversation = store.update_conversation(
-                    self.conversation.id, system_prompt=system
-                )
-            store.add_user_message(self.conversation.id, question)
-
-        self._safely(save)
+    def _save_question(self) -> None:
+        """Create the conversation when new and commit the question. A new conversation whose
+        question could not be saved is removed again: an empty "(untitled)" conversation
+        must not be left behind."""
+        store, system, engine = self.store, self._system, self._engine
+        assert store is not None and self._question is not None
+        created = False
+        if self.conversation is None:
+            self.conversation = store.create_conversation(
+                model=getattr(engine, "name", None),
+                persona=self._persona,
+                sampling=self._sampling,
+                system_prompt=system,
+            )
+            created = True
+        elif system is not None and system != self.conversation.system_prompt:
+            self.conversation = store.update_conversation(
+                self.conversation.id, system_prompt=system
+            )
+        try:
+            store.add_user_message(self.conversation.id, self._question)
+        except BaseException:
+            if created:
+                with contextlib.suppress(StoreError):
+                    store.delete(self.conversation.id)
+                self.conversation = None
+            raise
+        self._question_saved = True
 
     def _start_reply(self) -> None:
         if self.reply is not None or self.store is None or self.conversation is None:
@@ -200,6 +238,10 @@ class ExchangeRecorder:
     def on_event(self, event: Any) -> None:
         """Feed every event of the generation; saves the partial text when due."""
         if not self.save:
+            return
+        if self._deferred:
+            if isinstance(event, Token) and event.text:
+                self.parts.append(event.text)
             return
         if isinstance(event, PromptReady):
             self._start_reply()
@@ -242,6 +284,9 @@ class ExchangeRecorder:
         if self._finished or not self.save:
             return
         self._finished = True
+        if self._deferred:
+            self._save_later(status, stats=stats, reason=reason, logprobs=logprobs)
+            return
         if self.reply is None:
             if not self.parts and status != "error":
                 return  # stopped before the prompt was even ready: only the question is kept
@@ -264,3 +309,93 @@ class ExchangeRecorder:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+    # -- a locked database: save the whole exchange after the answer ----------------------
+
+    def _save_later(self, status: str, *, stats: Any, reason: str, logprobs: Any) -> None:
+        """Save what has not been saved yet (conversation, question, reply), retrying while
+        the database stays locked; if it never frees, write the exchange to a file."""
+        if self._question is None:
+            return
+        deadline = time.monotonic() + LOCKED_RETRY_S
+        while True:
+            try:
+                self._save_rest(status, stats=stats, reason=reason, logprobs=logprobs)
+            except StoreLockedError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.5)
+                continue
+            except StoreError as exc:
+                self.warn(f"{exc}; this exchange was not saved to the history")
+                self._write_rescue(status, reason)
+                return
+            if self.conversation is not None:
+                self.warn(
+                    f"the history database is free again: saved to conversation "
+                    f"{self.conversation.id}"
+                )
+            return
+        self.warn(
+            f"the history database stayed locked for {LOCKED_RETRY_S:g} s after the answer; "
+            "this exchange is NOT in the history"
+        )
+        self._write_rescue(status, reason)
+
+    def _save_rest(self, status: str, *, stats: Any, reason: str, logprobs: Any) -> None:
+        if self.store is None:
+            self.store = ConversationStore()
+        store = self.store
+        if not self._question_saved:
+            self._save_question()
+        assert self.conversation is not None
+        if self.reply is None:
+            path = getattr(self._engine, "model_path", None)
+            self.reply = store.start_assistant_message(
+                self.conversation.id,
+                model=getattr(self._engine, "name", None),
+                model_path=path,
+                model_hash=model_fingerprint(path) if path else None,
+                sampling=self._sampling,
+            )
+        store.finish_assistant_message(
+            self.reply.id,
+            self.text,
+            status=status,
+            stats=stats,
+            finish_reason=reason,
+            logprobs=logprobs,
+        )
+
+    def _write_rescue(self, status: str, reason: str) -> None:
+        """Write the exchange as a ``history import`` file in the data directory."""
+        import json
+
+        from chatterm import paths
+        from chatterm.safe_files import FileWriteError, write_atomic
+
+        messages: list[dict[str, Any]] = [{"role": "user", "content": self._question}]
+        if self.parts or status == "error":
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": self.text,
+                    "status": status,
+                    "finish_reason": reason,
+                    "model": getattr(self._engine, "name", None),
+                }
+            )
+        data = {
+            "system_prompt": self._system,
+            "persona": self._persona,
+            "model": getattr(self._engine, "name", None),
+            "messages": messages,
+        }
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = paths.data_dir() / "unsaved" / f"exchange-{stamp}-{id(self) & 0xFFFF:04x}.json"
+        try:
+            write_atomic(target, json.dumps(data, ensure_ascii=False, indent=2), what="exchange")
+        except FileWriteError as exc:
+            self.warn(f"{exc}; the exchange is lost")
+            return
+        self.warn(f"wrote it to {target}; add it later with `chatterm history import {target}`")
