@@ -15,6 +15,14 @@ partial files. Use is recorded in the state file's mtime; the whole directory is
 size cap by deleting the least recently used entries. A file that fails to load is deleted and
 the prompt is prefilled as if nothing had been cached.
 
+Nothing here follows a link or opens a non-regular file: below the cache directory only real
+directories are entered and only regular files are read, written or deleted (checked with
+``lstat``, and read through ``O_NOFOLLOW | O_NONBLOCK``), so a planted symlink cannot lead the
+sweep or a save out of the cache and a planted FIFO cannot block. Each index entry records the
+full identity and a digest of its state file keyed by it, checked before the state is loaded:
+a state copied from another model's directory, or a state file swapped under an index entry,
+is refused (llama.cpp itself would load another model's state and compute garbage).
+
 We avoid llama-cpp-python's ``save_state()`` pickles and ``LlamaDiskCache``: they carry ~100 MB
 of unused logits per state.
 """
@@ -27,6 +35,7 @@ import ctypes
 import hashlib
 import json
 import os
+import stat
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -34,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+FORMAT = 2  # 2: index entries hold the identity and a digest of the state file
+MAX_META_BYTES = 64 << 20  # an index entry holds at most n_ctx token ids
+DIGEST_SAMPLE = 1 << 20
 STATE_SUFFIX = ".kv"
 META_SUFFIX = ".json"
 # Temporary files older than this were left by a killed process.
@@ -52,9 +63,48 @@ class CacheEntry:
 
 
 def identity_key(identity: Mapping[str, Any]) -> str:
-    """A short stable name for everything a saved state depends on."""
+    """A short stable name for everything a saved state depends on (the directory name)."""
+    return full_identity(identity)[:24]
+
+
+def full_identity(identity: Mapping[str, Any]) -> str:
+    """The full hash of a state's identity, recorded in each index entry."""
     blob = json.dumps({"format": FORMAT, **identity}, sort_keys=True, default=str)
-    return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
+    return hashlib.blake2b(blob.encode("utf-8"), digest_size=32).hexdigest()
+
+
+def state_digest(fd: int, identity: str) -> str:
+    """A digest of a state file (its size, first and last MiB) keyed by ``identity``: binds
+    the file to the index entry and the model it was saved for, in milliseconds even for a
+    gigabyte-sized state."""
+    size = os.fstat(fd).st_size
+    digest = hashlib.blake2b(f"{identity}:{size}:".encode(), digest_size=16)
+    digest.update(os.pread(fd, DIGEST_SAMPLE, 0))
+    if size > DIGEST_SAMPLE:
+        digest.update(os.pread(fd, DIGEST_SAMPLE, max(DIGEST_SAMPLE, size - DIGEST_SAMPLE)))
+    return digest.hexdigest()
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _is_own_dir(path: Path) -> bool:
+    """A real directory (not a link to one) owned by this user."""
+    st = _lstat(path)
+    return st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == _uid()
+
+
+def _is_own_file(path: Path) -> bool:
+    st = _lstat(path)
+    return st is not None and stat.S_ISREG(st.st_mode) and st.st_uid == _uid()
+
+
+def _uid() -> int:
+    return os.getuid() if hasattr(os, "getuid") else 0
 
 
 def tokens_key(tokens: Sequence[int]) -> str:
@@ -101,9 +151,21 @@ class KVStateCache:
     def _dir(self, key: str) -> Path:
         return self.directory / key
 
+    def _folder(self, key: str, *, create: bool = False) -> Path | None:
+        """The identity directory, only when it is a real directory of ours inside a real
+        cache directory (a planted symlink there would lead saves and deletes elsewhere)."""
+        folder = self._dir(key)
+        if create:
+            with contextlib.suppress(OSError):
+                self.directory.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, exist_ok=True)
+        return folder if _is_own_dir(folder) else None
+
     def entries(self, key: str) -> list[CacheEntry]:
         """The readable entries saved under identity ``key``; broken index files are removed."""
-        folder = self._dir(key)
+        folder = self._folder(key)
+        if folder is None:
+            return []
         try:
             metas = [p for p in folder.iterdir() if p.suffix == META_SUFFIX]
         except OSError:
@@ -112,16 +174,17 @@ class KVStateCache:
         for meta in metas:
             state = meta.with_suffix(STATE_SUFFIX)
             try:
-                st = meta.stat()
-                size = state.stat().st_size
+                st = os.lstat(meta)
+                state_st = os.lstat(state)
+                if not (stat.S_ISREG(st.st_mode) and stat.S_ISREG(state_st.st_mode)):
+                    raise OSError("not a regular file")
+                size = state_st.st_size
                 stamp = (st.st_mtime_ns, st.st_size)
                 cached = self._parsed.get(meta)
                 if cached is not None and cached[0] == stamp:
                     recorded, tokens = cached[1], cached[2]
                 else:
-                    data = json.loads(meta.read_text(encoding="utf-8"))
-                    tokens = tuple(int(t) for t in data["tokens"])
-                    recorded = data["size"] if data.get("format") == FORMAT and tokens else -1
+                    recorded, tokens = self._read_meta(meta)
                     self._parsed[meta] = (stamp, recorded, tokens)
                 ok = recorded == size
             except (OSError, ValueError, KeyError, TypeError):
@@ -131,6 +194,22 @@ class KVStateCache:
                 continue
             found.append(CacheEntry(state, meta, tokens, size))
         return found
+
+    def _read_meta(self, meta: Path) -> tuple[int, tuple[int, ...]]:
+        """An index entry's recorded state size and tokens (size -1: not usable)."""
+        from chatterm.safe_files import read_bytes
+
+        data = json.loads(read_bytes(meta, MAX_META_BYTES, follow_links=False))
+        tokens = tuple(int(t) for t in data["tokens"])
+        usable = data.get("format") == FORMAT and tokens and isinstance(data.get("digest"), str)
+        size = data["size"] if usable and isinstance(data["size"], int) else -1
+        return size, tokens
+
+    def _recorded(self, meta: Path) -> dict[str, Any]:
+        from chatterm.safe_files import read_bytes
+
+        data = json.loads(read_bytes(meta, MAX_META_BYTES, follow_links=False))
+        return data if isinstance(data, dict) else {}
 
     def best_match(self, key: str, tokens: Sequence[int]) -> tuple[CacheEntry, int] | None:
         """The entry sharing the longest prefix with ``tokens``, and that prefix's length."""
@@ -146,22 +225,46 @@ class KVStateCache:
 
     # -- state files ---------------------------------------------------------------------
 
-    def load(self, ctx: Any, entry: CacheEntry, capacity: int) -> list[int] | None:
+    def load(
+        self, ctx: Any, entry: CacheEntry, capacity: int, identity: str = ""
+    ) -> list[int] | None:
         """Restore ``entry`` into the llama context ``ctx`` (a ``llama_context_p``).
 
+        ``identity`` is :func:`full_identity` of the loading model; an entry recorded for
+        another identity, or whose state file does not match its recorded digest, is refused.
         Returns the token ids whose KV cells are now in the context, or ``None`` when the file
-        could not be loaded (truncated, corrupt, from another build); the entry is then deleted
-        and the caller must treat the context's memory as empty.
+        could not be loaded (another model's, truncated, corrupt, from another build); the
+        entry is then deleted and the caller must treat the context's memory as empty.
         """
         import llama_cpp
 
+        from chatterm.safe_files import open_regular
+
         out = (llama_cpp.llama_token * capacity)()
         count = ctypes.c_size_t(0)
+        ok = False
         try:
-            ok = entry.state_path.stat().st_size == entry.size and llama_cpp.llama_state_load_file(
-                ctx, os.fsencode(entry.state_path), out, capacity, ctypes.byref(count)
-            )
-        except OSError:
+            recorded = self._recorded(entry.meta_path)
+            fd = open_regular(entry.state_path, follow_links=False)
+            try:
+                ok = (
+                    os.fstat(fd).st_size == entry.size
+                    and recorded.get("identity") == identity
+                    and recorded.get("digest") == state_digest(fd, identity)
+                )
+                if ok:
+                    # Through the open descriptor where the system allows: the file checked
+                    # is the file loaded, even if the name is swapped meanwhile.
+                    proc = f"/proc/self/fd/{fd}"
+                    source = proc if os.path.exists(proc) else str(entry.state_path)
+                    ok = bool(
+                        llama_cpp.llama_state_load_file(
+                            ctx, os.fsencode(source), out, capacity, ctypes.byref(count)
+                        )
+                    )
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):
             ok = False
         loaded = list(out[: count.value]) if ok else []
         if not ok or tuple(loaded) != entry.tokens:
@@ -170,20 +273,28 @@ class KVStateCache:
         self._touch(entry.state_path)
         return loaded
 
-    def save(self, ctx: Any, key: str, tokens: Sequence[int]) -> CacheEntry | None:
+    def save(
+        self, ctx: Any, key: str, tokens: Sequence[int], identity: str = ""
+    ) -> CacheEntry | None:
         """Save the context's state, whose KV cells hold ``tokens``, then drop entries it makes
         redundant (those whose tokens are a prefix of ``tokens``) and evict down to the cap.
-        Returns the new entry, or ``None`` when it was not worth saving or could not be."""
+        ``identity`` (:func:`full_identity`) is recorded with a digest of the state, for
+        :meth:`load` to check. Returns the new entry, or ``None`` when it was not worth saving
+        or could not be."""
         import llama_cpp
+
+        from chatterm.safe_files import open_regular
 
         tokens = tuple(int(t) for t in tokens)
         if len(tokens) < self.min_tokens or self.max_bytes <= 0:
             return None
-        folder = self._dir(key)
+        folder = self._folder(key, create=True)
+        if folder is None:
+            return None  # not a directory of ours (a planted link): never write through it
         name = tokens_key(tokens)
         state = folder / (name + STATE_SUFFIX)
         meta = folder / (name + META_SUFFIX)
-        if state.exists() and meta.exists():
+        if _is_own_file(state) and _is_own_file(meta):
             self._touch(state)
             return None
         if llama_cpp.llama_state_get_size(ctx) > self.max_bytes:
@@ -191,15 +302,24 @@ class KVStateCache:
         tmp = f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         tmp_state, tmp_meta = folder / (tmp + STATE_SUFFIX), folder / (tmp + META_SUFFIX)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             buf = (llama_cpp.llama_token * len(tokens))(*tokens)
             if not llama_cpp.llama_state_save_file(ctx, os.fsencode(tmp_state), buf, len(tokens)):
                 raise OSError("llama_state_save_file failed")
-            size = tmp_state.stat().st_size
-            tmp_meta.write_text(
-                json.dumps({"format": FORMAT, "size": size, "tokens": list(tokens)}),
-                encoding="utf-8",
-            )
+            fd = open_regular(tmp_state, follow_links=False)
+            try:
+                size = os.fstat(fd).st_size
+                digest = state_digest(fd, identity)
+            finally:
+                os.close(fd)
+            record = {
+                "format": FORMAT,
+                "size": size,
+                "identity": identity,
+                "digest": digest,
+                "tokens": list(tokens),
+            }
+            with open(tmp_meta, "x", encoding="utf-8") as fh:  # O_EXCL: never through a link
+                json.dump(record, fh)
             os.replace(tmp_state, state)
             os.replace(tmp_meta, meta)
         except OSError:
@@ -235,16 +355,18 @@ class KVStateCache:
     # -- helpers -------------------------------------------------------------------------
 
     def _all_files(self) -> list[tuple[Path, int, float]]:
+        """Every regular file of ours one level down in real directories of ours; links and
+        anything else are neither followed nor counted."""
         found = []
         try:
-            folders = [p for p in self.directory.iterdir() if p.is_dir()]
+            folders = [p for p in self.directory.iterdir() if _is_own_dir(p)]
         except OSError:
             return []
         for folder in folders:
             try:
                 for path in folder.iterdir():
-                    with contextlib.suppress(OSError):
-                        st = path.stat()
+                    st = _lstat(path)
+                    if st is not None and stat.S_ISREG(st.st_mode) and st.st_uid == _uid():
                         found.append((path, st.st_size, st.st_mtime))
             except OSError:
                 continue
@@ -252,11 +374,13 @@ class KVStateCache:
 
     @staticmethod
     def _touch(path: Path) -> None:
-        with contextlib.suppress(OSError):
-            os.utime(path)
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.utime(path, follow_symlinks=False)
 
     def _remove(self, *paths: Path) -> None:
+        """Delete regular files of ours inside a real directory of ours; nothing else."""
         for path in paths:
             self._parsed.pop(path, None)
-            with contextlib.suppress(OSError):
-                path.unlink()
+            if _is_own_file(path) and _is_own_dir(path.parent):
+                with contextlib.suppress(OSError):
+                    path.unlink()

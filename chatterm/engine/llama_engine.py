@@ -186,10 +186,13 @@ class LlamaEngine:
         self.vocab = Vocabulary(self._llm._model, self.model_path, self.info, name=self.name)
         self.kv_cache = kv_cache
         self.kv_cache_key = ""
+        self.kv_cache_identity = ""
         if kv_cache is not None:
-            from chatterm.engine.kv_cache import identity_key
+            from chatterm.engine.kv_cache import full_identity, identity_key
 
-            self.kv_cache_key = identity_key(self._state_identity())
+            identity = self._state_identity()
+            self.kv_cache_key = identity_key(identity)
+            self.kv_cache_identity = full_identity(identity)
 
     # -- facts ---------------------------------------------------------------------------
 
@@ -378,10 +381,14 @@ class LlamaEngine:
         never loaded (llama.cpp would accept some mismatches and compute garbage)."""
         import llama_cpp
 
+        from chatterm.store.fingerprint import model_fingerprint
+
         st = self.model_path.stat()
         params = self._llm.context_params
         return {
             "model": str(self.model_path.resolve()),
+            # the file's content, not only its name: a state must belong to these bytes
+            "fingerprint": model_fingerprint(self.model_path),
             "size": st.st_size,
             "mtime_ns": st.st_mtime_ns,
             "llama_cpp": llama_cpp.__version__,
@@ -403,7 +410,7 @@ class LlamaEngine:
         if match is None or match[1] < cache.min_tokens or match[1] < in_memory + cache.min_gain:
             return in_memory
         llm = self._llm
-        loaded = cache.load(llm.ctx, match[0], self.n_ctx)
+        loaded = cache.load(llm.ctx, match[0], self.n_ctx, self.kv_cache_identity)
         if loaded is None:  # the context may hold part of a broken state: forget it all
             llm._ctx.kv_cache_clear()
             llm.n_tokens = self._reusable = 0
@@ -422,7 +429,12 @@ class LlamaEngine:
         # Only the reusable cells are named in the state: a decoded reply's cells are in the
         # file but are evaluated again on loading (see REPRODUCIBLE_BATCH).
         # An unchanged state (same token ids) is found on disk by name and not written again.
-        cache.save(llm.ctx, self.kv_cache_key, llm.input_ids[:reusable].tolist())
+        cache.save(
+            llm.ctx,
+            self.kv_cache_key,
+            llm.input_ids[:reusable].tolist(),
+            self.kv_cache_identity,
+        )
 
     def _fit_threads(self) -> None:
         """Run with fewer threads while other programs keep some of our cores busy, and with
