@@ -133,8 +133,26 @@ def load_vocabulary(options: EngineOptions, config: Config | None = None) -> Any
         return load_engine(options, config)
     entry = resolve_model(options.model, config.default_model)
     vocab = Vocabulary.load(entry.path, name=entry.name)
-    vocab.n_ctx = options.ctx_size or config.ctx_size
+    vocab.n_ctx = window_size(options, config)
     return vocab
+
+
+def _usable(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved settings that are still valid, one by one, without the seed: a history row
+    written by an older version (or edited by hand) must not make ``ask -c`` fail forever."""
+    from chatterm.errors import SettingError
+
+    known = set(SamplingSettings().to_dict())
+    usable: dict[str, Any] = {}
+    for key, value in saved.items():
+        if key == "seed" or key not in known:
+            continue
+        try:
+            SamplingSettings().merge({key: value})
+        except SettingError:
+            continue
+        usable[key] = value
+    return usable
 
 
 def sampling_settings(
@@ -152,8 +170,7 @@ def sampling_settings(
     config = config or load_config()
     settings = SamplingSettings().merge(config.sampling)
     if saved:
-        kept = SamplingSettings.from_dict(saved).to_dict()
-        settings = settings.merge({k: v for k, v in kept.items() if k in saved and k != "seed"})
+        settings = settings.merge(_usable(saved))
     if persona_defaults:
         settings = settings.merge(persona_defaults)
     if overrides:

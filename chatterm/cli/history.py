@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from chatterm.store import Conversation, ConversationStore
 
 JSON_HELP = "Print JSON instead of text."
+MAX_IMPORT_BYTES = 256 << 20
+"""An export of the longest conversation is a few megabytes; refuse more before reading it."""
 LIMIT_HELP = "Show at most this many (0 = all)."
 
 
@@ -198,16 +200,27 @@ def import_file(
     file: Path = typer.Argument(..., help="A JSON export (- reads stdin)."),
 ) -> None:
     """Import a conversation from a JSON export; prints its id."""
+    from chatterm.safe_files import NotRegularFileError, read_bytes
     from chatterm.store import ImportFormatError
 
     try:
-        raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        if str(file) == "-":
+            raw = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
+            if len(raw) > MAX_IMPORT_BYTES:
+                raise OSError(f"larger than {MAX_IMPORT_BYTES:,} bytes")
+        else:
+            raw = read_bytes(file, MAX_IMPORT_BYTES)
+        text = raw.decode("utf-8")
+    except NotRegularFileError as exc:
+        raise UsageError(f"{file}: cannot read ({exc.strerror}, not a file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
-        data = json.loads(raw)
+        data = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{file}: not JSON ({exc})") from None
+    except RecursionError:
+        raise UsageError(f"{file}: not a chatterm conversation export: nested too deeply") from None
     with _store() as store:
         try:
             conversation = store.import_json(data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from chatterm.errors import UsageError
@@ -145,6 +145,12 @@ class ImportedConversation:
     current_leaf: Any
 
 
+MAX_ID_LENGTH = 64
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+"""Dates outside these years are refused: a year-9999 date overflows as soon as it is shown
+in a local time zone."""
+
+
 def _optional(item: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = item.get(key)
     if value is not None and not isinstance(value, kind):
@@ -155,10 +161,90 @@ def _optional(item: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
 def _time(value: Any, where: str) -> datetime | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise ImportFormatError(f"{where}: {_short(value)} is not an ISO 8601 time")
     try:
-        return parse_timestamp(str(value))
+        moment = parse_timestamp(value)
     except ValueError:
-        raise ImportFormatError(f"{where}: {value!r} is not an ISO 8601 time") from None
+        raise ImportFormatError(f"{where}: {_short(value)} is not an ISO 8601 time") from None
+    try:
+        year = moment.astimezone(timezone.utc).year
+    except OverflowError:
+        year = moment.year
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise ImportFormatError(
+            f"{where}: {_short(value)} is outside the years {EARLIEST_YEAR}-{LATEST_YEAR}"
+        )
+    return moment
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, on one line and never long."""
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _local_id(value: Any, key: str, where: str) -> Any:
+    """A message id or parent id as the export writes it: an integer or a short string."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ImportFormatError(f"{where}: {key!r} must be an integer or a string")
+    if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+        raise ImportFormatError(f"{where}: {key!r} is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _sampling(value: Any, where: str) -> dict[str, Any] | None:
+    """Sampling settings that chatterm can use again (``ask -c`` reads them back): checked
+    here so an invalid value is refused on import, not on every later continuation."""
+    from chatterm.errors import SettingError
+    from chatterm.sampling import SamplingSettings
+
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ImportFormatError(f"{where}: 'sampling' must be an object")
+    try:
+        SamplingSettings.from_dict(value)
+    except SettingError as exc:
+        raise ImportFormatError(f"{where}: sampling: {exc}") from None
+    return value
+
+
+def _stats(value: Any, where: str) -> dict[str, Any] | None:
+    """Reply stats: a flat object; the engine's own fields must be non-negative numbers."""
+    import dataclasses
+    import math
+
+    from chatterm.engine.events import Stats
+
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ImportFormatError(f"{where}: 'stats' must be an object")
+    numeric = {f.name for f in dataclasses.fields(Stats)}
+    for key, item in value.items():
+        if key in numeric:
+            ok = (
+                isinstance(item, (int, float))
+                and not isinstance(item, bool)
+                and math.isfinite(item)
+                and item >= 0
+            )
+        else:
+            ok = item is None or isinstance(item, (str, int, float, bool))
+        if not ok:
+            raise ImportFormatError(f"{where}: stats {key!r} must be a non-negative number")
+    return value
+
+
+def _logprobs(value: Any, where: str) -> list[Any] | None:
+    """Token records (``ask --json --logprobs``): a list of objects."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise ImportFormatError(f"{where}: 'logprobs' must be a list of objects")
+    return value
 
 
 def parse_import(data: Any) -> ImportedConversation:
@@ -183,15 +269,19 @@ def parse_import(data: Any) -> ImportedConversation:
             raise ImportFormatError(f"{where}: role must be one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise ImportFormatError(f"{where}: 'content' must be a string")
-        local_id = item.get("id", f"#{number}")
-        if local_id in seen or isinstance(local_id, (list, dict)):
-            raise ImportFormatError(f"{where}: duplicate or invalid id {local_id!r}")
-        parent = item["parent_id"] if "id" in item else previous
+        local_id = _local_id(item["id"], "id", where) if "id" in item else f"#{number}"
+        if local_id in seen:
+            raise ImportFormatError(f"{where}: duplicate id {_short(local_id)}")
+        parent = item.get("parent_id") if "id" in item else previous
+        if parent is not None:
+            parent = _local_id(parent, "parent_id", where)
         if parent is not None and parent not in seen:
-            raise ImportFormatError(f"{where}: parent_id {parent!r} is not an earlier message")
+            raise ImportFormatError(
+                f"{where}: parent_id {_short(parent)} is not an earlier message"
+            )
         status = item.get("status") or "complete"
-        if status not in STATUSES:
-            raise ImportFormatError(f"{where}: unknown status {status!r}")
+        if not isinstance(status, str) or status not in STATUSES:
+            raise ImportFormatError(f"{where}: unknown status {_short(status)}")
         messages.append(
             ImportedMessage(
                 local_id=local_id,
@@ -204,17 +294,19 @@ def parse_import(data: Any) -> ImportedConversation:
                 model=_optional(item, "model", str, where),
                 model_path=_optional(item, "model_path", str, where),
                 model_hash=_optional(item, "model_hash", str, where),
-                sampling=_optional(item, "sampling", dict, where),
-                stats=_optional(item, "stats", dict, where),
+                sampling=_sampling(item.get("sampling"), where),
+                stats=_stats(item.get("stats"), where),
                 finish_reason=_optional(item, "finish_reason", str, where),
-                logprobs=item.get("logprobs"),
+                logprobs=_logprobs(item.get("logprobs"), where),
             )
         )
         seen.add(local_id)
         previous = local_id
     leaf = data.get("current_leaf", previous)
-    if leaf is not None and leaf not in seen:
-        raise ImportFormatError(f"current_leaf {leaf!r} is not one of the messages")
+    if leaf is not None and (
+        isinstance(leaf, bool) or not isinstance(leaf, (int, str)) or leaf not in seen
+    ):
+        raise ImportFormatError(f"current_leaf {_short(leaf)} is not one of the messages")
     created = _time(data.get("created"), "conversation") or now()
     title = _optional(data, "title", str, "conversation") or ""
     if not title:
@@ -228,7 +320,7 @@ def parse_import(data: Any) -> ImportedConversation:
         model=_optional(data, "model", str, "conversation"),
         persona=_optional(data, "persona", str, "conversation"),
         system_prompt=_optional(data, "system_prompt", str, "conversation"),
-        sampling=_optional(data, "sampling", dict, "conversation") or {},
+        sampling=_sampling(data.get("sampling"), "conversation") or {},
         messages=messages,
         current_leaf=leaf,
     )
