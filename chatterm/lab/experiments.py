@@ -9,9 +9,7 @@ names one.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,17 +136,11 @@ def experiments_dir() -> Path:
 
 def save(experiment: Experiment) -> Path:
     """Write atomically (a crash mid-write leaves the previous file, never half of one)."""
-    directory = experiments_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{experiment.id}.json"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(experiment.to_dict(), fh, ensure_ascii=False, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from chatterm.safe_files import write_atomic
+
+    path = experiments_dir() / f"{experiment.id}.json"
+    text = json.dumps(experiment.to_dict(), ensure_ascii=False, indent=2)
+    write_atomic(path, text, what="experiment")
     return path
 
 

@@ -17,9 +17,9 @@ from textual.binding import Binding
 from chatterm import paths
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    pass
 
 APP_BINDINGS = [
     Binding(
@@ -145,9 +145,12 @@ PANEL_KEYS = [
 def user_keymap() -> dict[str, str]:
     """``[keymap]`` from config.toml: binding id → keys. A bad file was already reported by
     ``load_config`` at start-up; here anything unusable is ignored."""
+    from chatterm.config import read_toml
+    from chatterm.errors import ChattermError
+
     try:
-        data = tomllib.loads(paths.config_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_toml(paths.config_file())
+    except ChattermError:
         return {}
     keymap = data.get("keymap")
     if not isinstance(keymap, dict):
