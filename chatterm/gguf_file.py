@@ -390,7 +390,7 @@ def _parse(r: _Reader) -> tuple[GGUFInfo, int]:
         metadata[key] = r.value(vtype, key, lengths)
         itype = struct.unpack_from("<I", r.buf, start)[0] if vtype == _ARRAY else None
         types[key] = (vtype, itype)
-        if key == "tokenizer.ggml.tokens":
+        if key == "tokenizer.ggml.tokens" and types[key] == (_ARRAY, _STRING):
             value = metadata[key]
             max_token_bytes = r.longest if value is None else _longest(value)
     _check_types(r, metadata, types)

@@ -243,7 +243,9 @@ def show(
     from chatterm.model_card import build_card
 
     config = load_config()
-    n_ctx = config.ctx_size if ctx_size is None else ctx_size
+    from chatterm.context_window import check_ctx_size
+
+    n_ctx = config.ctx_size if ctx_size is None else check_ctx_size(ctx_size)
     if n_ctx <= 0:
         raise UsageError("--ctx-size must be a positive number of tokens")
     from chatterm.engine.vocab import chat_format_of
