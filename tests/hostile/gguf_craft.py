@@ -11,10 +11,34 @@ import struct
 from pathlib import Path
 from typing import Any
 
-TYPE_IDS = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool": 7,
-            "str": 8, "arr": 9, "u64": 10, "i64": 11, "f64": 12}
-FORMATS = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i",
-           "f32": "<f", "bool": "<?", "u64": "<Q", "i64": "<q", "f64": "<d"}
+TYPE_IDS = {
+    "u8": 0,
+    "i8": 1,
+    "u16": 2,
+    "i16": 3,
+    "u32": 4,
+    "i32": 5,
+    "f32": 6,
+    "bool": 7,
+    "str": 8,
+    "arr": 9,
+    "u64": 10,
+    "i64": 11,
+    "f64": 12,
+}
+FORMATS = {
+    "u8": "<B",
+    "i8": "<b",
+    "u16": "<H",
+    "i16": "<h",
+    "u32": "<I",
+    "i32": "<i",
+    "f32": "<f",
+    "bool": "<?",
+    "u64": "<Q",
+    "i64": "<q",
+    "f64": "<d",
+}
 
 
 def string(text: str | bytes) -> bytes:

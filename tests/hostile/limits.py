@@ -72,7 +72,9 @@ def _vm_size() -> int:
 
 
 @contextlib.contextmanager
-def bounded(case: str, *, memory: int = CASE_MEMORY, timeout: float = CASE_TIMEOUT) -> Iterator[None]:
+def bounded(
+    case: str, *, memory: int = CASE_MEMORY, timeout: float = CASE_TIMEOUT
+) -> Iterator[None]:
     """Run an in-process case with ``memory`` more bytes of address space than the process
     maps now and a hard time limit; record its time and the growth of the process's peak
     RSS."""
@@ -111,7 +113,11 @@ def run_limited(
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     data = input.encode() if isinstance(input, str) else (input or b"")
-    with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as stdin,
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+    ):
         stdin.write(data)
         stdin.seek(0)
         start = time.perf_counter()
@@ -154,7 +160,9 @@ def run_limited(
     peak = usage.ru_maxrss * 1024
     RECORDS.append(Record(case or " ".join(args)[:80], seconds, peak))
     if killed.is_set():
-        raise AssertionError(f"chatterm {' '.join(args)[:80]} ran past {timeout:g} s: {stderr[-500:]}")
+        raise AssertionError(
+            f"chatterm {' '.join(args)[:80]} ran past {timeout:g} s: {stderr[-500:]}"
+        )
     return Result(proc.returncode, stdout, stderr, seconds, peak)
 
 

@@ -155,7 +155,11 @@ WRONG_TYPES = [
     ("alignment 3", with_override("general.alignment", "u32", 3), "general.alignment"),
     ("string context", with_override("llama.context_length", "str", "8192"), "context_length"),
     ("string heads", with_override("llama.attention.head_count", "str", "4"), "head_count"),
-    ("array file_type", with_override("general.file_type", ("arr", "u32", [1, 2]), None), "file_type"),
+    (
+        "array file_type",
+        with_override("general.file_type", ("arr", "u32", [1, 2]), None),
+        "file_type",
+    ),
     ("u32 template", with_override("tokenizer.chat_template", "u32", 7), "chat_template"),
     ("int tokens", with_override("tokenizer.ggml.tokens", "u32", 7), "tokenizer.ggml.tokens"),
     ("bool blocks", with_override("llama.block_count", "bool", True), "block_count"),
@@ -197,5 +201,7 @@ def fifo(tmp_path: Path) -> Path:
     ids=["ask", "models add", "models show", "tokenize"],
 )
 def test_a_fifo_given_as_a_model_is_refused_without_blocking(fifo, args):
-    result = run_limited(*(a.format(fifo=fifo) for a in args), timeout=30, case=f"cli: FIFO {args[0]}")
+    result = run_limited(
+        *(a.format(fifo=fifo) for a in args), timeout=30, case=f"cli: FIFO {args[0]}"
+    )
     assert_one_line_error(result, 3, "FIFO")
