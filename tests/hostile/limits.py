@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import REPO
 
@@ -103,60 +104,72 @@ def run_limited(
     memory: int = CLI_MEMORY,
     case: str | None = None,
     signal_after: tuple[str, int] | None = None,
+    max_file_bytes: int | None = None,
 ) -> Result:
     """Run ``python -m chatterm ARGS`` under ``memory`` bytes of address space, killed past
     ``timeout`` seconds. ``signal_after=(text, signum)`` sends ``signum`` once ``text`` has
-    appeared on stdout. Returns exit status, output, wall time and the child's peak RSS."""
+    appeared on stdout; ``max_file_bytes`` caps every file it writes (a full disk, and a
+    read-only home where permissions cannot, as for root). Returns exit status, output, wall
+    time and the child's peak RSS."""
 
     def limit() -> None:
         os.setsid()
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        if max_file_bytes is not None:  # Python ignores SIGXFSZ: writes fail with EFBIG
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
     data = input.encode() if isinstance(input, str) else (input or b"")
-    with (
-        tempfile.TemporaryFile() as stdin,
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-    ):
+    with tempfile.TemporaryFile() as stdin:
         stdin.write(data)
         stdin.seek(0)
         start = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "chatterm", *args],
             stdin=stdin,
-            stdout=out,
-            stderr=err,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},
             cwd=REPO,
             preexec_fn=limit,
         )
-        killed = threading.Event()
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
 
-        def kill() -> None:
-            killed.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+    def drain(stream: Any, into: list[bytes]) -> None:
+        for block in iter(lambda: stream.read1(65536), b""):
+            into.append(block)
 
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        if signal_after is not None:
-            text, signum = signal_after
-            while proc.poll() is None and not killed.is_set():
-                out.seek(0)
-                if text.encode() in out.read():
-                    os.kill(proc.pid, signum)
-                    break
-                time.sleep(0.05)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
+    readers = [
+        threading.Thread(target=drain, args=(proc.stdout, chunks["out"]), daemon=True),
+        threading.Thread(target=drain, args=(proc.stderr, chunks["err"]), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    if signal_after is not None:
+        text, signum = signal_after
+        while proc.poll() is None and not killed.is_set():
+            if text.encode() in b"".join(chunks["out"]):
+                os.kill(proc.pid, signum)
+                break
+            time.sleep(0.02)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    for reader in readers:
+        reader.join(10)
+    stdout = b"".join(chunks["out"]).decode("utf-8", "replace")
+    stderr = b"".join(chunks["err"]).decode("utf-8", "replace")
     peak = usage.ru_maxrss * 1024
     RECORDS.append(Record(case or " ".join(args)[:80], seconds, peak))
     if killed.is_set():
