@@ -115,8 +115,10 @@ def _key(path: Path) -> str | None:
 
 def _load_cache() -> dict[str, Any]:
     try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        from chatterm.safe_files import read_bytes
+
+        data = json.loads(read_bytes(_cache_path(), 64 << 20))
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

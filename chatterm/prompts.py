@@ -247,8 +247,10 @@ def read_prompt(path: Path, kind: Kind, origin: Origin = "user") -> PromptFile:
                 "'.' only"
             ),
         )
-    try:
-        text = path.read_text(encoding="utf-8")
+    from chatterm.safe_files import read_bytes
+
+    try:  # a regular file only, never blocking on a FIFO; 1 MiB is far past any prompt
+        text = read_bytes(path, 1 << 20).decode("utf-8")
     except UnicodeDecodeError:
         return PromptFile(kind, name, path, origin, error=f"{path}: not UTF-8 text")
     except OSError as exc:

@@ -33,9 +33,11 @@ class FieldSpec:
 
     def check(self, value: Any) -> Any:
         """Return ``value`` converted to this field's type, or raise :class:`SettingError`."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise SettingError(f"{self.name} must be a {self.kind.__name__}, got {value!r}")
         try:
             converted = self.kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SettingError(
                 f"{self.name} must be a {self.kind.__name__}, got {value!r}"
             ) from None
@@ -159,7 +161,9 @@ class SamplingSettings:
     def __post_init__(self) -> None:
         for spec in FIELDS:
             object.__setattr__(self, spec.name, spec.check(getattr(self, spec.name)))
-        if isinstance(self.stop, str) or not all(isinstance(s, str) for s in self.stop):
+        if not isinstance(self.stop, (list, tuple)) or not all(
+            isinstance(s, str) for s in self.stop
+        ):
             raise SettingError("stop must be a list of strings")
         if any(s == "" for s in self.stop):
             raise SettingError("stop strings must not be empty")

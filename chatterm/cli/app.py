@@ -12,7 +12,8 @@ from chatterm.cli.errors import handle_errors
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 failure (network, Hub, database), 2 usage error, "
-    "3 model missing or unusable, 4 input does not fit the context window, 130 interrupted."
+    "3 model missing or unusable, 4 input does not fit the context window, 130 interrupted, "
+    "143/129 stopped by SIGTERM/SIGHUP."
 )
 
 app = typer.Typer(

@@ -130,6 +130,9 @@ def same_outputs(a: Experiment, b: Experiment) -> list[bool]:
     return [before.get((r.variant, r.run)) == r.text for r in b.runs]
 
 
+MAX_EXPERIMENT_BYTES = 256 << 20
+
+
 def experiments_dir() -> Path:
     return paths.data_dir() / "experiments"
 
@@ -181,9 +184,11 @@ def load(ref: str) -> Experiment:
 
 
 def _read(path: Path) -> Experiment:
+    from chatterm.safe_files import read_bytes
+
     try:
-        return Experiment.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, ChattermError) as exc:
+        return Experiment.from_dict(json.loads(read_bytes(path, MAX_EXPERIMENT_BYTES)))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, ChattermError) as exc:
         raise UsageError(f"{path}: not a readable experiment ({exc})") from None
 
 

@@ -103,11 +103,11 @@ def run_limited(
     timeout: float = CLI_TIMEOUT,
     memory: int = CLI_MEMORY,
     case: str | None = None,
-    signal_after: tuple[str, int] | None = None,
+    signal_after: tuple[int, int] | None = None,
     max_file_bytes: int | None = None,
 ) -> Result:
     """Run ``python -m chatterm ARGS`` under ``memory`` bytes of address space, killed past
-    ``timeout`` seconds. ``signal_after=(text, signum)`` sends ``signum`` once ``text`` has
+    ``timeout`` seconds. ``signal_after=(n, signum)`` sends ``signum`` once ``n`` bytes have
     appeared on stdout; ``max_file_bytes`` caps every file it writes (a full disk, and a
     read-only home where permissions cannot, as for root). Returns exit status, output, wall
     time and the child's peak RSS."""
@@ -154,9 +154,9 @@ def run_limited(
     timer = threading.Timer(timeout, kill)
     timer.start()
     if signal_after is not None:
-        text, signum = signal_after
+        shown, signum = signal_after
         while proc.poll() is None and not killed.is_set():
-            if text.encode() in b"".join(chunks["out"]):
+            if len(b"".join(chunks["out"])) >= shown:
                 os.kill(proc.pid, signum)
                 break
             time.sleep(0.02)
