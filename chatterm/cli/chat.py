@@ -5,6 +5,9 @@ Textual is imported only when the app starts, so ``chatterm --help`` stays fast.
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import typer
 
 from chatterm.cli.errors import handle_errors
@@ -36,7 +39,14 @@ def run_chat(
     finally:
         app.close_engines()
         services.store.close()
-    raise typer.Exit(app.return_code or 0)
+    code = app.return_code or 0
+    if code in (128 + signal.SIGTERM, 128 + getattr(signal, "SIGHUP", 1)):
+        name = signal.Signals(code - 128).name
+        print(
+            f"chatterm: stopped by {name}; a reply that was streaming is saved, marked stopped",
+            file=sys.stderr,
+        )
+    raise typer.Exit(code)
 
 
 def chat(

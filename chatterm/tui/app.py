@@ -5,6 +5,9 @@ Build it with :func:`chatterm.tui.factory.make_app` (the CLI and the tests share
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Iterable
 from typing import ClassVar
@@ -21,6 +24,7 @@ from chatterm.tui.screens.chat import ChatScreen
 from chatterm.tui.screens.help import HelpScreen
 
 SWITCH_INTERVAL = 0.001
+TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class ChatApp(App[None]):
@@ -58,6 +62,26 @@ class ChatApp(App[None]):
                 self.notify(warning, title="config.toml", severity="warning", timeout=15)
         self.install_screen(ChatScreen(self.services), "chat")
         self.push_screen("chat")
+        self._catch_termination()
+
+    def _catch_termination(self) -> None:
+        """SIGTERM and SIGHUP (``kill``, a closed terminal) quit as ctrl+q does: a streaming
+        reply is stopped and saved as "stopped" first. The exit code is 128 + the signal."""
+        loop = asyncio.get_running_loop()
+        for signum in TERMINATING:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._terminated, signum)
+
+    def on_unmount(self) -> None:
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            loop = asyncio.get_running_loop()
+            for signum in TERMINATING:
+                loop.remove_signal_handler(signum)
+
+    def _terminated(self, signum: int) -> None:
+        if self.is_screen_installed("chat"):
+            self.chat.prepare_exit()
+        self.exit(return_code=128 + signum)
 
     def engine_changed(self, previous: Engine | None, engine: Engine) -> None:
         self.loaded_engines.append(engine)

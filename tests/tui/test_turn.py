@@ -253,3 +253,26 @@ async def test_the_input_cursor_holds_still_while_a_reply_streams(make, fake, se
         assert not app.chat.prompt.cursor_blink, "blinking repaints cost the decode CPU time"
         await wait_until(pilot, lambda: app.chat.job is None)
         assert app.chat.prompt.cursor_blink
+
+
+async def test_sigterm_mid_reply_saves_the_partial_reply_and_exits_143(make, fake, seen):
+    """A terminal closing or ``kill`` quits as ctrl+q does (the handler is the app's own:
+    without it the signal would end the test run, so it is checked first)."""
+    import os
+    import signal
+
+    fake.delay = 0.02
+    fake.enqueue(LONG)
+    app = make()
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        app.chat.prompt.text = "go"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(seen.of(TokensArrived)) >= 2)
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await wait_until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 143
+    reply = messages_rows()[1]
+    assert reply["status"] == "stopped"
+    assert reply["content"] and LONG.startswith(reply["content"])
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handed back on exit
