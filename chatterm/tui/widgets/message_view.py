@@ -21,6 +21,7 @@ from textual.widgets._markdown import MarkdownFence
 from chatterm.outcome import outcome
 from chatterm.tui.streaming import SETTLE_INTERVAL, StreamSplitter, code_blocks
 from chatterm.tui.widgets.open_block import OpenBlock
+from chatterm.tui.widgets.reply_markdown import ReplyMarkdown
 
 STATUS_LABELS = {"streaming": "streaming…", "waiting": "waiting for the model…"}
 """Labels of a reply still on its way; a finished one shows its :func:`outcome` word."""
@@ -170,7 +171,7 @@ class AssistantMessage(MessageView):
     def compose(self) -> ComposeResult:
         yield Static(self.header_content(), classes="header")
         streaming = self.entry.status in ("streaming", "waiting")
-        yield Markdown("" if streaming else self.entry.content, classes="body")
+        yield ReplyMarkdown("" if streaming else self.entry.content, classes="body")
         block = OpenBlock(classes="tail")
         block.display = False
         yield block
