@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chatterm import paths
+from chatterm.attachments import Attachment, user_content
 from chatterm.engine.events import ChatMessage
 from chatterm.errors import ChattermError, TemplateError, UsageError
 
@@ -157,16 +158,23 @@ class PromptFile:
 
 @dataclass(frozen=True)
 class ComposedPrompt:
-    """What one request sends: an optional system prompt, the user message, and the sampling
-    defaults from the persona and template (pass them to ``services.sampling_settings``)."""
+    """What one request sends: an optional system prompt, the user message, the sampling
+    defaults from the persona and template (pass them to ``services.sampling_settings``) and
+    the attachments that go before the user message."""
 
     system: str | None
     user: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def content(self) -> str:
+        """The user message as the model sees it: attachments first, then the text."""
+        return user_content(self.user, self.attachments)
 
     def messages(self) -> list[ChatMessage]:
         out = [ChatMessage("system", self.system)] if self.system else []
-        out.append(ChatMessage("user", self.user))
+        out.append(ChatMessage("user", self.content))
         return out
 
 
@@ -318,6 +326,7 @@ def compose(
     template: PromptFile | None = None,
     variables: Mapping[str, str] | None = None,
     system: str | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> ComposedPrompt:
     """Combine a persona, a template, the input ``text`` and ``variables`` into one request.
 
@@ -325,6 +334,7 @@ def compose(
     given; the template rendered with ``text`` is the user message (``text`` alone without a
     template). Sampling defaults: the template's over the persona's. A variable neither file
     uses, or input that a template would ignore, is an error rather than silently dropped.
+    With ``attachments`` and no text, a template's ``{{ input }}`` points at them.
     """
     variables = dict(variables or {})
     files = [f.check() for f in (persona, template) if f is not None]
@@ -345,6 +355,10 @@ def compose(
                 f"{template.label} does not use {{{{ input }}}}, so the text given would be "
                 "ignored; pass values with -v name=value instead"
             )
+        if not text.strip() and attachments and template.needs_input:
+            text = (
+                "the attached text above" if len(attachments) == 1 else "the attached texts above"
+            )
         user = template.render(text, variables)
     else:
         user = text
@@ -353,7 +367,7 @@ def compose(
     settings: dict[str, Any] = {}
     for f in files:
         settings.update(f.settings)
-    return ComposedPrompt(system, user, settings)
+    return ComposedPrompt(system, user, settings, tuple(attachments))
 
 
 # -- creating and editing ------------------------------------------------------------------
@@ -489,8 +503,17 @@ def _settings(meta: Mapping[str, Any], path: Path, fence_lines: Sequence[str]) -
     from chatterm.sampling import SamplingSettings
 
     names = [f.name for f in dataclasses.fields(SamplingSettings)]
+    meta = dict(meta)
     for key, value in meta.items():
         line = _key_line(fence_lines, key)
+        if key == "schema":  # inline JSON, a table, a .json path (beside the file) or concise
+            from chatterm import structured
+
+            try:
+                meta[key] = structured.canonical(structured.parse_schema(value, base=path.parent))
+            except ChattermError as exc:
+                raise TemplateError(f"{path}:{line}: {exc}") from None
+            continue
         if key not in names:
             known = ", ".join(["description", "variables", *names])
             raise TemplateError(f"{path}:{line}: unknown key {key!r} (known: {known})")

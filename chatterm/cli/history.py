@@ -112,7 +112,16 @@ def _print_transcript(conversation: Conversation, path: list[Any], positions: di
             labels.append(message.status)
         suffix = f" ({', '.join(labels)})" if labels else ""
         print(f"\n{message.role}{suffix}:")
+        for item in message.attachments:
+            tokens = f", {item.tokens:,} tokens" if item.tokens is not None else ""
+            print(f"[attached {item.source} ({_size(item.size)}{tokens})]")
         print(message.content)
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    return f"{size / 1024:.1f} KB" if size < 2**20 else f"{size / 2**20:.1f} MB"
 
 
 def search(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from chatterm.cli.attach import FILE_OPTION
 from chatterm.cli.errors import handle_errors
 from chatterm.errors import TemplateError, UsageError
 
@@ -30,16 +31,19 @@ def compose_request(
     template: str | None,
     var: list[str] | None,
     system: str | None,
+    files: list[str] | None = None,
     *,
     input_limit: tuple[int, int, int] | None = None,
 ) -> ComposedPrompt:
-    """Load the persona and template, read the input and compose the request; shared by
-    ``ask`` and ``render`` so both send exactly the same messages. Text arguments and stdin
+    """Load the persona and template, read the attachments (``-f``) and the input, and
+    compose the request; shared by ``ask`` and ``render`` so both send exactly the same
+    messages. Piped stdin is the input unless ``-f -`` attaches it. Text arguments and stdin
     go through :mod:`chatterm.cli.input_text` (UTF-8 policy, size limit); ``input_limit`` is
     ``(bytes, window tokens, longest token bytes)`` from ``services.input_limit``."""
     from chatterm import prompts
     from chatterm.cli import input_text
     from chatterm.cli.ask import combine_input
+    from chatterm.cli.attach import gather
 
     args, var = input_text.clean_all(args), input_text.clean_all(var)
     system = input_text.clean(system)
@@ -47,10 +51,20 @@ def compose_request(
     persona_file = prompts.load_prompt("persona", persona) if persona else None
     template_file = prompts.load_prompt("template", template) if template else None
     limit, window, per_token = input_limit or (None, None, None)
-    stdin_text = input_text.read_stdin(limit, window=window, per_token=per_token)
+    collected = gather(files)
+    stdin_text = (
+        ""
+        if collected.uses_stdin
+        else input_text.read_stdin(limit, window=window, per_token=per_token)
+    )
     text = combine_input(stdin_text, args)
     return prompts.compose(
-        text, persona=persona_file, template=template_file, variables=variables, system=system
+        text,
+        persona=persona_file,
+        template=template_file,
+        variables=variables,
+        system=system,
+        attachments=collected.attachments,
     )
 
 
@@ -233,6 +247,7 @@ def render(
         metavar="ID",
         help="A saved conversation (id or prefix), as its next reply would see it.",
     ),
+    files: list[str] = FILE_OPTION,
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -241,15 +256,17 @@ def render(
 ) -> None:
     """Print the exact text the model sees after its chat template, special tokens included.
 
-    Only the model's vocabulary is loaded; nothing is generated. The token count and notes
-    (a system prompt folded into the first user message) go to stderr.
+    Only the model's vocabulary is loaded; nothing is generated. The token count, each
+    attachment's, and notes (a system prompt folded into the first user message) go to stderr.
     Examples: chatterm render -p teacher "What is a token?" · chatterm render -c 3f2a "and then?"
     · chatterm history export 3f2a | chatterm render --messages -
     """
+    from chatterm.attachments import count_tokens
     from chatterm.config import load_config
     from chatterm.services import EngineOptions, load_vocabulary, sampling_settings
 
     config = load_config()
+    attachments: Any = ()
     if messages_file is not None and conversation is not None:
         raise UsageError("choose one of --messages and -c")
     settings_from: Any = None
@@ -259,15 +276,17 @@ def render(
         )
         extra: dict[str, Any] = {}
     else:
-        composed = compose_request(prompt, persona, template, var, system)
-        if not composed.user.strip():
+        composed = compose_request(prompt, persona, template, var, system, files)
+        if not composed.user.strip() and not composed.attachments:
             raise UsageError('nothing to render: give a prompt, e.g. chatterm render "hello"')
         messages = composed.messages()
         extra = dict(composed.settings)
+        attachments = composed.attachments
     settings = sampling_settings(config, extra, saved=settings_from)
     tokenizer = load_vocabulary(EngineOptions(model=model), config)
     try:
         rendered = tokenizer.render(messages)
+        attached = count_tokens(tokenizer, attachments)
         n_ctx = tokenizer.n_ctx
     finally:
         tokenizer.close()
@@ -285,6 +304,7 @@ def render(
                     "notes": list(rendered.notes),
                     "messages": [{"role": m.role, "content": m.content} for m in messages],
                     "settings": settings.to_dict(),
+                    "attachments": [a.to_dict() for a in attached],
                 },
                 ensure_ascii=False,
             )
@@ -298,6 +318,9 @@ def render(
     sys.stdout.flush()
     note = f" (more than the {n_ctx}-token context window)" if n_ctx and count > n_ctx else ""
     fmt = f" · format: {rendered.format}" if rendered.format else ""
+    for item in attached:
+        tokens = f"{item.tokens:,}" if item.tokens is not None else "?"
+        print(f"attachment {item.source}: {tokens} tokens", file=sys.stderr)
     print(f"{count} tokens{note}{fmt}", file=sys.stderr)
 
 

@@ -164,13 +164,15 @@ def plan(
     model: str | None = None,
     config: Any = None,
     overrides: Mapping[str, Any] | None = None,
+    attachments: Sequence[Any] = (),
 ) -> list[Run]:
     """The runs for ``variants`` × ``runs`` seeds, in display order.
 
     Each variant's settings are: defaults < config.toml < its persona/template < ``overrides``
     (the command's flags) < the variant's own settings. A variant without a system prompt of its
-    own gets ``system``, unless its persona supplies one. Personas, templates and model names are
-    checked here, so a typo fails before anything runs.
+    own gets ``system``, unless its persona supplies one. ``attachments`` go before every
+    variant's message. Personas, templates and model names are checked here, so a typo fails
+    before anything runs.
     """
     from chatterm.prompts import compose, load_prompt
     from chatterm.services import EngineOptions, resolve, sampling_settings
@@ -190,7 +192,9 @@ def plan(
             if variant.system is not None
             else (None if persona is not None else system)
         )
-        composed = compose(prompt, persona=persona, template=template, system=own_system)
+        composed = compose(
+            prompt, persona=persona, template=template, system=own_system, attachments=attachments
+        )
         wanted = variant.model or model
         if wanted:
             resolve(EngineOptions(model=wanted), config)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from chatterm import paths
+from chatterm.attachments import Attachment
 from chatterm.errors import UsageError
 from chatterm.store import ids, transfer
 from chatterm.store.db import connect, describe, now, parse_timestamp, timestamp, transaction
@@ -198,7 +199,59 @@ class ConversationStore:
 
     def _messages(self, where: str, params: Sequence[Any]) -> list[Message]:
         rows = self._conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where}", params)
-        return [self._message(row) for row in rows]
+        messages = [self._message(row) for row in rows]
+        return self._with_attachments(messages)
+
+    def _with_attachments(self, messages: list[Message]) -> list[Message]:
+        """The user messages among ``messages`` with their attachments loaded, in order."""
+        import dataclasses
+
+        wanted = [m.id for m in messages if m.role == "user"]
+        if not wanted:
+            return messages
+        found: dict[int, list[Attachment]] = {}
+        for start in range(0, len(wanted), 500):  # SQLite caps the number of parameters
+            chunk = wanted[start : start + 500]
+            rows = self._conn.execute(
+                "SELECT a.message_id, a.source, a.kind, a.tokens, b.sha256, b.size, b.content "
+                "FROM message_attachments a JOIN attachment_blobs b ON b.sha256 = a.sha256 "
+                f"WHERE a.message_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY a.message_id, a.position",
+                chunk,
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(
+                    Attachment(row[1], row[2], row[6], row[4], row[5], row[3])
+                )
+        if not found:
+            return messages
+        return [
+            dataclasses.replace(m, attachments=tuple(found[m.id])) if m.id in found else m
+            for m in messages
+        ]
+
+    @staticmethod
+    def _link_attachments(
+        conn: sqlite3.Connection, message_id: int, attachments: Sequence[Attachment]
+    ) -> None:
+        """Store each attachment's text once (by SHA-256) and link it to the message."""
+        for position, item in enumerate(attachments):
+            conn.execute(
+                "INSERT OR IGNORE INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?)",
+                (item.sha256, item.size, item.text),
+            )
+            conn.execute(
+                "INSERT INTO message_attachments (message_id, position, sha256, source, kind, "
+                "tokens) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, position, item.sha256, item.source, item.kind, item.tokens),
+            )
+
+    @staticmethod
+    def _drop_orphan_blobs(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "DELETE FROM attachment_blobs WHERE sha256 NOT IN "
+            "(SELECT sha256 FROM message_attachments)"
+        )
 
     # -- conversations -----------------------------------------------------------------------
 
@@ -371,6 +424,7 @@ class ConversationStore:
         conversation = self.get_conversation(conversation_id)
         with transaction(self._conn) as conn:
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation.id,))
+            self._drop_orphan_blobs(conn)
         return conversation
 
     # -- messages ------------------------------------------------------------------------
@@ -431,19 +485,26 @@ class ConversationStore:
 
     @_guarded
     def add_user_message(
-        self, conversation_id: str, content: str, *, parent_id: int | None = _UNSET
+        self,
+        conversation_id: str,
+        content: str,
+        *,
+        parent_id: int | None = _UNSET,
+        attachments: Sequence[Attachment] = (),
     ) -> Message:
         """Save what the user typed, committed at once (before any generation starts), as a
         child of ``parent_id`` (default: the current leaf), and make it the current leaf. The
-        first user message of an untitled conversation gives it its title."""
+        first user message of an untitled conversation gives it its title. ``attachments``
+        are saved with it in the same transaction (each text once, by content hash)."""
         full = self.resolve_id(conversation_id)
         stamp = timestamp()
         with transaction(self._conn) as conn:
             parent = self._check_parent(conn, full, parent_id)
             new = self._insert_message(conn, full, parent, "user", content, "complete", stamp=stamp)
+            self._link_attachments(conn, new, attachments)
             conn.execute(
                 "UPDATE conversations SET title = ? WHERE id = ? AND title = ''",
-                (title_from(content), full),
+                (title_from(content or (attachments[0].source if attachments else "")), full),
             )
         return self.get_message(new)
 
@@ -585,7 +646,7 @@ class ConversationStore:
             f"SELECT {_MESSAGE_COLUMNS} FROM messages JOIN up USING (id) ORDER BY up.depth DESC",
             (leaf_id,),
         )
-        return [self._message(row) for row in rows]
+        return self._with_attachments([self._message(row) for row in rows])
 
     @_guarded
     def messages(self, conversation_id: str) -> list[Message]:
@@ -645,7 +706,12 @@ class ConversationStore:
         message = self.get_message(message_id)
         if message.role != "user":
             raise UsageError(f"message {message_id} is a {message.role} message, not a user one")
-        return self.add_user_message(message.conversation_id, content, parent_id=message.parent_id)
+        return self.add_user_message(
+            message.conversation_id,
+            content,
+            parent_id=message.parent_id,
+            attachments=message.attachments,
+        )
 
     @_guarded
     def regenerate(
@@ -796,6 +862,7 @@ class ConversationStore:
                     ),
                 )
                 local_to_db[item.local_id] = int(cursor.lastrowid or 0)
+                self._link_attachments(conn, local_to_db[item.local_id], item.attachments)
             leaf = local_to_db.get(parsed.current_leaf) if parsed.current_leaf is not None else None
             conn.execute("UPDATE conversations SET current_leaf_id = ? WHERE id = ?", (leaf, new))
         return self.get_conversation(new)

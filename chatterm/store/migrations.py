@@ -143,6 +143,33 @@ def m003_branches_and_provenance(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_attachments(conn: sqlite3.Connection) -> None:
+    """Attachments (``ask -f``): each text stored once by its SHA-256 with its size, however
+    many turns attach it, and linked to the user messages that carried it, in order, with the
+    source each one named (a path, ``stdin`` or a URL)."""
+    _run(
+        conn,
+        """
+        CREATE TABLE attachment_blobs (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            content TEXT NOT NULL
+        );
+        CREATE TABLE message_attachments (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL REFERENCES attachment_blobs(sha256),
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            tokens INTEGER,
+            PRIMARY KEY (message_id, position)
+        );
+        CREATE INDEX message_attachments_by_blob ON message_attachments(sha256)
+        """,
+    )
+
+
 def applied(conn: sqlite3.Connection) -> set[str]:
     """Names of the migrations recorded in this database (none for a new file)."""
     exists = conn.execute(

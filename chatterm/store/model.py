@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from chatterm.attachments import Attachment, user_content
 from chatterm.engine.events import ChatMessage
 from chatterm.errors import UsageError
 from chatterm.sampling import SamplingSettings
@@ -44,8 +45,10 @@ class Conversation:
     message_count: int = 0
 
     def sampling_settings(self) -> SamplingSettings:
-        """The saved sampling settings as a validated object (unknown keys ignored)."""
-        return SamplingSettings.from_dict(self.sampling)
+        """The saved sampling settings as a validated object (unknown keys ignored). A schema
+        or grammar is left out: it shaped one answer, not the conversation."""
+        kept = {k: v for k, v in self.sampling.items() if k not in ("schema", "grammar")}
+        return SamplingSettings.from_dict(kept)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, timestamps as ISO 8601 strings (UTC)."""
@@ -88,10 +91,12 @@ class Message:
     stats: dict[str, Any] | None = None
     finish_reason: str | None = None
     has_logprobs: bool = False
+    attachments: tuple[Attachment, ...] = ()
 
     def to_chat(self) -> ChatMessage:
-        """The message as the engine takes it."""
-        return ChatMessage(self.role, self.content)  # type: ignore[arg-type]
+        """The message as the engine takes it: a user message with its attachments rebuilt
+        exactly as they were sent."""
+        return ChatMessage(self.role, user_content(self.content, self.attachments))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from chatterm.attachments import Attachment, user_content
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
 from chatterm.errors import StoreError, StoreLockedError, UsageError
 from chatterm.store.conversations import ConversationStore
@@ -69,6 +70,7 @@ class ExchangeRecorder:
         self._system: str | None = None
         self._deferred = False  # the database was locked: save everything after the answer
         self._question: str | None = None
+        self._attachments: tuple[Attachment, ...] = ()
         self._question_saved = False
         self._persona: str | None = None
 
@@ -149,12 +151,15 @@ class ExchangeRecorder:
             found += [p for p in paths if p][-1:]
         return [m for m in found if m]
 
-    def messages(self, system: str | None, user: str) -> list[ChatMessage]:
+    def messages(
+        self, system: str | None, user: str, attachments: Sequence[Attachment] = ()
+    ) -> list[ChatMessage]:
         """What to send: the system prompt (``system``, else the continued conversation's),
-        the continued conversation's history, then the new user message."""
+        the continued conversation's history (with the attachments its turns had), then the
+        new user message with its ``attachments`` before it."""
         self._system = system if system is not None else self.system_prompt
         head = [ChatMessage("system", self._system)] if self._system else []
-        return [*head, *self.history(), ChatMessage("user", user)]
+        return [*head, *self.history(), ChatMessage("user", user_content(user, attachments))]
 
     def _safely(self, action: Callable[[], Any]) -> Any:
         if not self.save or self._deferred:
@@ -178,14 +183,16 @@ class ExchangeRecorder:
         sampling: Any,
         system: Any = _SAME,
         persona: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> None:
-        """Commit the question (creating the conversation, titled from it, when new) before
-        any generation starts. ``engine`` supplies the model name and file for the reply;
-        ``system`` defaults to what :meth:`messages` sent."""
+        """Commit the question and its ``attachments`` (creating the conversation, titled
+        from it, when new) before any generation starts. ``engine`` supplies the model name
+        and file for the reply; ``system`` defaults to what :meth:`messages` sent."""
         self._engine, self._sampling = engine, sampling
         if system is _SAME:
             system = self._system
         self._system, self._question, self._persona = system, question, persona
+        self._attachments = tuple(attachments)
         if self.store is None:
             return
         self._safely(self._save_question)
@@ -210,7 +217,9 @@ class ExchangeRecorder:
                 self.conversation.id, system_prompt=system
             )
         try:
-            store.add_user_message(self.conversation.id, self._question)
+            store.add_user_message(
+                self.conversation.id, self._question, attachments=self._attachments
+            )
         except BaseException:
             if created:
                 with contextlib.suppress(StoreError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from chatterm.attachments import Attachment
 from chatterm.errors import UsageError
 from chatterm.store import ids
 from chatterm.store.db import now, parse_timestamp
@@ -53,6 +54,11 @@ def to_json(
                 "stats": message.stats,
                 "finish_reason": message.finish_reason,
                 "logprobs": logprobs.get(message.id),
+                **(
+                    {"attachments": [_attachment_json(a) for a in message.attachments]}
+                    if message.attachments
+                    else {}
+                ),
             }
         )
     data = {"format": FORMAT, "version": VERSION, **conversation.to_dict()}
@@ -61,6 +67,10 @@ def to_json(
     data["current_leaf"] = local.get(leaf) if leaf is not None else None
     data["messages"] = items
     return data
+
+
+def _attachment_json(item: Attachment) -> dict[str, Any]:
+    return {**item.to_dict(), "content": item.text}
 
 
 _NOTES = {
@@ -85,11 +95,21 @@ def to_markdown(conversation: Conversation, path: Iterable[Message]) -> str:
         heading = message.role.capitalize()
         if message.role == "assistant" and message.model:
             heading += f" ({message.model})"
-        lines += [f"## {heading}", "", message.content, ""]
+        lines += [f"## {heading}", ""]
+        for item in message.attachments:
+            fence = "`" * max(3, _longest_backtick_run(item.text) + 1)
+            lines += [f"Attached `{item.source}`:", "", fence, item.text.rstrip("\n"), fence, ""]
+        lines += [message.content, ""]
         note = _NOTES.get(message.status)
         if note:
             lines += [f"*[reply {note}]*", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _longest_backtick_run(text: str) -> int:
+    import re
+
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
 
 
 def title_from(text: str) -> str:
@@ -129,6 +149,7 @@ class ImportedMessage:
     stats: dict[str, Any] | None = None
     finish_reason: str | None = None
     logprobs: Any = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass
@@ -247,6 +268,31 @@ def _logprobs(value: Any, where: str) -> list[Any] | None:
     return value
 
 
+def _attachments(value: Any, role: str, where: str) -> tuple[Attachment, ...]:
+    """A message's exported attachments; the hash and size are computed again from the text,
+    never trusted from the file."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or role != "user":
+        raise ImportFormatError(f"{where}: 'attachments' must be a list, on a user message")
+    out = []
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, Mapping):
+            raise ImportFormatError(f"{where}: attachment {number} must be an object")
+        source, content, kind = item.get("source"), item.get("content"), item.get("kind", "file")
+        if not isinstance(source, str) or not isinstance(content, str):
+            raise ImportFormatError(
+                f"{where}: attachment {number} needs a 'source' and a 'content' string"
+            )
+        if kind not in ("file", "stdin", "url"):
+            raise ImportFormatError(f"{where}: attachment {number} has unknown kind {kind!r}")
+        tokens = item.get("tokens")
+        out.append(
+            Attachment(source, kind, content, tokens=tokens if isinstance(tokens, int) else None)
+        )
+    return tuple(out)
+
+
 def parse_import(data: Any) -> ImportedConversation:
     """Check an export and turn it into plain values. Messages without ``id`` follow one
     another (each the child of the one before), so a hand-written list of turns imports too."""
@@ -298,6 +344,7 @@ def parse_import(data: Any) -> ImportedConversation:
                 stats=_stats(item.get("stats"), where),
                 finish_reason=_optional(item, "finish_reason", str, where),
                 logprobs=_logprobs(item.get("logprobs"), where),
+                attachments=_attachments(item.get("attachments"), role, where),
             )
         )
         seen.add(local_id)
