@@ -157,6 +157,10 @@ class SamplingSettings:
     seed: int = -1
     max_tokens: int = 1024
     stop: tuple[str, ...] = ()
+    schema: str = ""
+    """A JSON Schema (compact JSON text) the reply must follow; see :mod:`chatterm.structured`."""
+    grammar: str = ""
+    """A GBNF grammar the reply must follow (wins over ``schema`` for a local model)."""
 
     def __post_init__(self) -> None:
         for spec in FIELDS:
@@ -168,6 +172,14 @@ class SamplingSettings:
         if any(s == "" for s in self.stop):
             raise SettingError("stop strings must not be empty")
         object.__setattr__(self, "stop", tuple(self.stop))
+        for name in ("schema", "grammar"):
+            if not isinstance(getattr(self, name), str):
+                raise SettingError(f"{name} must be text")
+
+    @property
+    def constrained(self) -> bool:
+        """Whether a schema or grammar shapes the reply."""
+        return bool(self.schema or self.grammar)
 
     def replace(self, **changes: Any) -> SamplingSettings:
         """A copy with ``changes`` applied; ``None`` values are ignored, unknown names refused."""

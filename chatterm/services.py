@@ -15,6 +15,9 @@ from chatterm.config import Config, load_config
 from chatterm.engine.base import Engine
 from chatterm.sampling import SamplingSettings
 
+PER_REQUEST = ("seed", "schema", "grammar")
+"""Saved settings a continued conversation does not inherit."""
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -138,14 +141,15 @@ def load_vocabulary(options: EngineOptions, config: Config | None = None) -> Any
 
 
 def _usable(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """The saved settings that are still valid, one by one, without the seed: a history row
-    written by an older version (or edited by hand) must not make ``ask -c`` fail forever."""
+    """The saved settings that are still valid, one by one, without the per-request ones (the
+    seed, a schema or grammar): a history row written by an older version (or edited by hand)
+    must not make ``ask -c`` fail forever."""
     from chatterm.errors import SettingError
 
     known = set(SamplingSettings().to_dict())
     usable: dict[str, Any] = {}
     for key, value in saved.items():
-        if key == "seed" or key not in known:
+        if key in PER_REQUEST or key not in known:
             continue
         try:
             SamplingSettings().merge({key: value})
@@ -166,7 +170,8 @@ def sampling_settings(
     persona front matter < explicit flags.
 
     A saved seed is not carried over: it is usually the concrete draw of a random seed, and
-    reusing it would make every continuation sample alike."""
+    reusing it would make every continuation sample alike. Nor is a schema or grammar: it
+    shaped one answer, and a follow-up question in prose should get prose."""
     config = config or load_config()
     settings = SamplingSettings().merge(config.sampling)
     if saved:

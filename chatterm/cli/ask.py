@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from chatterm.cli.attach import FILE_OPTION, GRAMMAR_OPTION, SCHEMA_OPTION
 from chatterm.cli.errors import handle_errors
 from chatterm.errors import UsageError
 from chatterm.outcome import outcome
@@ -67,6 +68,9 @@ def ask(
     var: list[str] = typer.Option(
         None, "-v", "--var", help="Set a template or persona variable: -v name=value (repeatable)."
     ),
+    files: list[str] = FILE_OPTION,
+    schema: str = SCHEMA_OPTION,
+    grammar: str = GRAMMAR_OPTION,
     temperature: float = typer.Option(None, help=_help("temperature")),
     top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
     top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
@@ -121,6 +125,7 @@ def ask(
     Example: git diff | chatterm ask "write a commit message"
     """
     from chatterm.cli import input_text
+    from chatterm.cli.attach import check_settings, describe, measure, structure
     from chatterm.cli.prompts_cmd import compose_request
     from chatterm.config import load_config
     from chatterm.services import (
@@ -131,10 +136,11 @@ def ask(
         sampling_settings,
     )
 
+    shape = structure(schema, grammar)  # a bad schema or grammar fails before anything loads
     config = load_config()
     limit = input_limit(EngineOptions(model=model, ctx_size=ctx_size), config)
-    composed = compose_request(prompt, persona, template, var, system, input_limit=limit)
-    if not composed.user.strip():
+    composed = compose_request(prompt, persona, template, var, system, files, input_limit=limit)
+    if not composed.user.strip() and not composed.attachments:
         raise UsageError('nothing to ask: give a prompt, e.g. chatterm ask "why is the sky blue?"')
     stop_strings = input_text.clean_all(stop)
     from chatterm.store.recorder import ExchangeRecorder
@@ -162,10 +168,12 @@ def ask(
             seed=seed,
             max_tokens=max_tokens,
             stop=tuple(stop_strings) if stop_strings else None,
+            **shape,
         ),
         saved=continued.sampling if continued is not None else None,
     ).resolved_seed()
-    messages = recorder.messages(composed.system, composed.user)
+    check_settings(settings)
+    messages = recorder.messages(composed.system, composed.user, composed.attachments)
 
     from chatterm.cli.output import StatusLine
 
@@ -183,7 +191,13 @@ def ask(
     gpu_note = getattr(engine, "gpu_note", "")
     if gpu_layers and "no GPU support" in gpu_note:
         print(f"chatterm: note: {gpu_note}", file=sys.stderr)
-    recorder.begin(composed.user, engine=engine, sampling=settings, persona=persona)
+    # Counted and checked before the question is saved: what does not fit is refused whole.
+    attached = measure(engine, messages, composed.attachments, settings)
+    if attached and (stats or (sys.stderr.isatty() and not as_json)):
+        print(f"chatterm: attached {describe(attached)}", file=sys.stderr)
+    recorder.begin(
+        composed.user, engine=engine, sampling=settings, persona=persona, attachments=attached
+    )
     _stream(
         engine,
         messages,
@@ -194,6 +208,7 @@ def ask(
         logprobs=logprobs,
         show_probs=show_probs,
         recorder=recorder,
+        attachments=attached,
     )
 
 
@@ -208,6 +223,7 @@ def _stream(
     logprobs: int = 0,
     show_probs: bool = False,
     recorder: Any = None,
+    attachments: Any = (),
 ) -> None:
     from chatterm.cli.output import ansi_terminal, make_probability_writer, make_writer
     from chatterm.engine.events import Finished, PromptReady, Token
@@ -275,16 +291,20 @@ def _stream(
         recorder.finish(finished, logprobs=saved)  # shown again when the chat is reopened
     for note in engine.pop_notes() if hasattr(engine, "pop_notes") else ():
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. settings a server ignores
+    text = "".join(parts)
+    verdict = _check_reply(text, settings, finished)
     if as_json:
         print(
             json.dumps(
                 {
-                    "text": "".join(parts),
+                    "text": text,
                     "model": engine.name,
                     "settings": settings.to_dict(),
                     "finish_reason": finished.reason,
                     "stats": finished.stats.to_dict(),
                     "conversation_id": recorder.conversation_id if recorder else None,
+                    "attachments": [a.to_dict() for a in attachments],
+                    **verdict.json(),
                     **({"tokens": saved or []} if record is not None else {}),
                 },
                 ensure_ascii=False,
@@ -292,6 +312,9 @@ def _stream(
         )
     if finished.error:
         print(f"chatterm: error: {finished.error}", file=sys.stderr)
+        raise typer.Exit(1)
+    if verdict.error:
+        print(f"chatterm: error: {verdict.error}", file=sys.stderr)
         raise typer.Exit(1)
     if finished.reason == "length" and not as_json and sys.stderr.isatty():
         # A cut answer must not pass for a whole one (scripts read finish_reason in --json).
@@ -304,6 +327,30 @@ def _stream(
     if stats or (sys.stderr.isatty() and not as_json):
         word = outcome(finish_reason=finished.reason)
         print(f"[{word}] {finished.stats.summary()}", file=sys.stderr)
+
+
+class _Verdict:
+    """Whether a reply made with ``--schema`` matches it: ``--json`` gets ``schema_valid``,
+    the parsed ``data`` and the ``schema_error``; an invalid reply exits 1."""
+
+    def __init__(self, checked: bool, data: Any = None, error: str | None = None) -> None:
+        self.checked, self.data, self.error = checked, data, error
+
+    def json(self) -> dict[str, Any]:
+        if not self.checked:
+            return {}
+        return {"schema_valid": self.error is None, "data": self.data, "schema_error": self.error}
+
+
+def _check_reply(text: str, settings: Any, finished: Any) -> _Verdict:
+    from chatterm.structured import ReplyInvalidError, validate_reply
+
+    if not settings.schema or finished.error or finished.reason == "cancelled":
+        return _Verdict(False)
+    try:
+        return _Verdict(True, validate_reply(text, settings.schema))
+    except ReplyInvalidError as exc:
+        return _Verdict(True, None, str(exc))
 
 
 def _warn(message: str) -> None:

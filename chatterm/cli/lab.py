@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from chatterm.cli.attach import FILE_OPTION, GRAMMAR_OPTION, SCHEMA_OPTION
 from chatterm.cli.errors import handle_errors
 from chatterm.cli.output import StatusLine
 from chatterm.errors import UsageError
@@ -149,6 +150,9 @@ def sample(
     top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
     top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
     min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
+    schema: str = SCHEMA_OPTION,
+    grammar: str = GRAMMAR_OPTION,
+    files: list[str] = FILE_OPTION,
     rows: int = typer.Option(20, "--top", "-n", min=1, max=256, help="Candidates to show."),
     raw: bool = typer.Option(
         False, "--raw", help="Continue the text as is, without the chat template."
@@ -160,8 +164,11 @@ def sample(
 
     For the likeliest candidates: the model's probability, the stage that removes it (top-k,
     then top-p, then min-p, as the engine's sampler does) and its final probability after
-    temperature. Example: chatterm lab sample --temperature 1.5 --top-k 0 "Tell me a joke"
+    temperature. With --schema or --grammar a "grammar" stage comes first and shows which
+    candidates the grammar removes. Example: chatterm lab sample --temperature 1.5 --top-k 0
+    "Tell me a joke"
     """
+    from chatterm.cli.attach import check_settings, structure
     from chatterm.cli.lab_view import print_explanation
     from chatterm.config import load_config
     from chatterm.engine.events import ChatMessage
@@ -172,37 +179,48 @@ def sample(
         raw_text_tokens,
     )
     from chatterm.services import sampling_settings
+    from chatterm.structured import grammar_for
 
+    shape = structure(schema, grammar)
     config = load_config()
     defaults: dict[str, Any] = {}
     messages: list[ChatMessage] = []
     text = ""
     if raw:
-        if persona or template or system or var:
+        if persona or template or system or var or files:
             raise UsageError(
                 "--raw continues the text as is: it takes no persona, template, "
-                "variables or system prompt"
+                "variables, system prompt or attachments"
             )
         text = _text(prompt, what="sample")
     else:
         from chatterm.cli.prompts_cmd import compose_request
 
-        composed = compose_request(prompt, persona, template, var, system)
-        if not composed.user.strip():
+        composed = compose_request(prompt, persona, template, var, system, files)
+        if not composed.user.strip() and not composed.attachments:
             raise UsageError("nothing to sample: give a prompt as an argument or on stdin")
         defaults = dict(composed.settings)
         messages = composed.messages()
     settings = sampling_settings(
         config,
         persona_defaults=defaults,
-        overrides=dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p),
+        overrides=dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, **shape),
     )
+    check_settings(settings)
+    gbnf = grammar_for(settings.schema, settings.grammar)
+    label = "grammar" if settings.grammar else ("schema" if settings.schema else "")
     engine = _load(model, ctx_size, None, config)
     try:
         if raw:
-            dist = distribution_after(engine, raw_text_tokens(engine, text), prompt_text=text)
+            dist = distribution_after(
+                engine,
+                raw_text_tokens(engine, text),
+                prompt_text=text,
+                grammar=gbnf,
+                grammar_label=label,
+            )
         else:
-            dist = next_token_distribution(engine, messages)
+            dist = next_token_distribution(engine, messages, grammar=gbnf, grammar_label=label)
     finally:
         engine.close()
     print_explanation(dist, explain(dist, settings, rows), as_json=as_json, raw=raw)
@@ -238,15 +256,20 @@ def compare(
         "-n",
         help=f"Stop each reply after this many tokens (default {COMPARE_MAX_TOKENS}).",
     ),
+    files: list[str] = FILE_OPTION,
+    schema: str = SCHEMA_OPTION,
     ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not save the experiment."),
 ) -> None:
     """Run one prompt through several variants with the same seed, side by side.
 
+    --file attachments and a --schema apply to every variant.
+
     Example: chatterm lab compare "Explain rain" --variant temperature=0
     --variant temperature=1.2 --variant persona=teacher --runs 3
     """
+    from chatterm.cli.attach import gather, structure
     from chatterm.config import load_config
     from chatterm.lab.compare import Variant, plan
     from chatterm.lab.experiments import new_experiment
@@ -254,11 +277,22 @@ def compare(
 
     if not variant:
         raise UsageError("give at least one --variant, e.g. --variant temperature=0")
-    text = _text(prompt, what="compare")
+    shape = structure(schema, None)
+    collected = gather(files)
+    from chatterm.cli.ask import combine_input, read_stdin
+
+    text = combine_input("" if collected.uses_stdin else read_stdin(), prompt or [])
+    if not text.strip() and not collected.attachments:
+        raise UsageError("nothing to compare: give text as an argument or on stdin")
     variants = [Variant.parse(v) for v in variant]
     config = load_config()
     overrides: dict[str, Any] = dict(
-        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        max_tokens=max_tokens,
+        **shape,
     )
     if max_tokens is None and "max_tokens" not in config.sampling:
         overrides["max_tokens"] = COMPARE_MAX_TOKENS
@@ -275,6 +309,7 @@ def compare(
         model=model,
         config=config,
         overrides=overrides,
+        attachments=collected.attachments,
     )
     experiment = new_experiment(
         text,

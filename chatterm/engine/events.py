@@ -42,12 +42,14 @@ class PromptReady:
 @dataclass(frozen=True)
 class Token:
     """One generated token. ``text`` may be empty while a multi-byte character is incomplete.
-    ``prob`` and ``top`` are set only when probabilities were asked for."""
+    ``prob`` and ``top`` are set only when probabilities were asked for. ``forced``: a grammar
+    (``--schema``/``--grammar``) left this token as the only candidate."""
 
     text: str
     token_id: int
     prob: float | None = None
     top: tuple[Candidate, ...] = ()
+    forced: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,12 @@ decoded reply tokens (one token per batch), which the next turn evaluates again 
 """
 
 
+def reply_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens of the window kept free for the reply: ``max_tokens``, but at most a quarter of
+    the window and at least :data:`MIN_REPLY_TOKENS`."""
+    return max(MIN_REPLY_TOKENS, min(max_tokens, n_ctx // 4))
+
+
 def gpu_offload_supported() -> bool:
     """Whether this llama-cpp-python build can offload layers to a GPU (CUDA, Metal, Vulkan…)."""
     import llama_cpp
@@ -353,6 +359,21 @@ class LlamaEngine:
         chain.add_dist(s.seed if s.seed >= 0 else 0xFFFFFFFF)
         return chain
 
+    def _grammar(self, s: SamplingSettings) -> Any:
+        """The grammar that constrains this reply (``--grammar``, or built from ``--schema``),
+        as the first step of the chain; ``None`` when the reply is free."""
+        from chatterm.structured import grammar_for
+
+        gbnf = grammar_for(s.schema, s.grammar)
+        return self.grammar_mask(gbnf) if gbnf else None
+
+    def grammar_mask(self, gbnf: str) -> Any:
+        """A fresh :class:`~chatterm.engine.grammar.GrammarMask` for a GBNF grammar over this
+        model's vocabulary (the lab uses it to show what the grammar removes)."""
+        from chatterm.engine.grammar import GrammarMask
+
+        return GrammarMask(self._vocab, self._n_vocab, gbnf)
+
     def _prepare_cache(self, tokens: Sequence[int]) -> int:
         """Keep the longest prefix of ``tokens`` whose KV cells can be reused (restoring a saved
         state first when one covers more of it); return its length.
@@ -533,7 +554,7 @@ class LlamaEngine:
         import llama_cpp
 
         with self._lock:
-            reserve = max(MIN_REPLY_TOKENS, min(sampling.max_tokens, self.n_ctx // 4))
+            reserve = reply_reserve(self.n_ctx, sampling.max_tokens)
             prompt, dropped = self.fit(messages, reserve)
             # The token loop runs on the compute thread (see compute_thread); ``stop`` is set
             # when the caller stops iterating early.
@@ -569,8 +590,10 @@ class LlamaEngine:
         pending = ""
         stopped_on_string = False
         sampler = self._sampler(sampling)
+        grammar = None
         try:
             self._fit_threads()
+            grammar = self._grammar(sampling)
             self._eval_chunks(tokens, cached, cancel)
             prefill_s = time.perf_counter() - start
             # The token loop runs ~80 times a second: bind everything it touches to locals
@@ -600,6 +623,13 @@ class LlamaEngine:
                 top: tuple[Candidate, ...] = ()
                 if top_logprobs:
                     logits, log_z, top = self.top_candidates(top_logprobs)
+                forced = False
+                if grammar is not None:  # masks what the grammar rejects before the chain
+                    allowed = grammar.apply(self.logits())
+                    if allowed == 0:
+                        reason, error = "error", "the grammar allows no next token"
+                        break
+                    forced = allowed == 1
                 token = sample(ctx, -1)
                 if top_logprobs:
                     prob = math.exp(float(logits[token]) - log_z)
@@ -611,19 +641,21 @@ class LlamaEngine:
                     checked_at = last_at
                 if is_eog(vocab, token):
                     break
+                if grammar is not None:
+                    grammar.accept(token)
                 generated += 1
                 text = decode_text(piece_bytes(token))
                 if stops:
                     pending += text
                     cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
                     if cut >= 0:
-                        yield Token(pending[:cut], token, prob, top)
+                        yield Token(pending[:cut], token, prob, top, forced)
                         pending = ""
                         stopped_on_string = True
                         break
                     keep = _held_back(pending, stops, hold)
                     text, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                yield Token(text, token, prob, top)
+                yield Token(text, token, prob, top, forced)
                 if generated >= max_tokens or n_past + 1 >= n_ctx:
                     reason = "length"
                     break
@@ -646,6 +678,8 @@ class LlamaEngine:
             reason, error = "error", f"generation failed: {exc}"
         finally:
             sampler.close()
+            if grammar is not None:
+                grammar.close()
         # The bytes of a character the reply never finished (cut by max_tokens, a stop or a
         # cancel mid-character) are dropped: a final decode would turn them into U+FFFD.
         held, _ = decoder.getstate()

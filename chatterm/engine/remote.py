@@ -225,6 +225,17 @@ class RemoteEngine:
             body["logprobs"] = True
             body["top_logprobs"] = top_logprobs
         unapplied = []
+        if s.schema:  # the OpenAI API's structured outputs; the server enforces it
+            from chatterm.structured import response_format
+
+            body["response_format"] = response_format(
+                s.schema, json_object=self.kind.name == "llama-cpp-python"
+            )
+        if s.grammar:
+            if self.kind.name in ("llama-server", "llama-cpp-python"):
+                body["grammar"] = s.grammar  # llama.cpp's servers take GBNF as is
+            else:
+                unapplied.append("grammar=<GBNF>")
         for setting, neutral in NEUTRAL.items():
             value = getattr(s, setting)
             field = self.kind.extra_fields.get(setting)

@@ -24,7 +24,7 @@ the other way in llama.cpp, which sorts ties arbitrarily and adds in float32.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 # How many of the likeliest tokens get their text looked up when a distribution is captured.
 DEFAULT_PIECES = 256
+# With a grammar, the likeliest tokens it allows are shown even below the top rows asked for.
+GRAMMAR_EXTRA_ROWS = 5
 
 
 class SamplerSettings(Protocol):
@@ -69,6 +71,11 @@ class Distribution:
     model: str = ""
     prompt_text: str = ""
     prompt_tokens: int = 0
+    allowed: np.ndarray | None = None
+    """With a grammar: a boolean per token id, True for the tokens it allows next."""
+    grammar_label: str = ""
+    more_pieces: Mapping[int, str] = field(default_factory=dict)
+    """Texts of tokens beyond the first ``pieces``, by token id (e.g. what a grammar allows)."""
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -83,7 +90,8 @@ class Distribution:
         """The text of the ``rank``-th likeliest token (0-based); ``<id>`` if not looked up."""
         if rank < len(self.pieces):
             return self.pieces[rank]
-        return f"<{int(self.token_ids[rank])}>"
+        token_id = int(self.token_ids[rank])
+        return self.more_pieces.get(token_id, f"<{token_id}>")
 
     def top(self, n: int) -> list[Candidate]:
         """The ``n`` likeliest tokens as candidates (raw probabilities)."""
@@ -217,6 +225,8 @@ def explain(dist: Distribution, settings: SamplerSettings, n: int = 20) -> Expla
     """
     import numpy as np
 
+    if dist.allowed is not None:
+        return _explain_with_grammar(dist, settings, n)
     lp = dist.logprobs
     known = len(lp)
     vocab = max(dist.vocab_size, known)
@@ -302,6 +312,63 @@ def explain(dist: Distribution, settings: SamplerSettings, n: int = 20) -> Expla
     )
 
 
+def _explain_with_grammar(dist: Distribution, settings: SamplerSettings, n: int) -> Explanation:
+    """The chain with a grammar in front, as the engine runs it: the grammar sets the logits
+    of every token it rejects to -inf, so the later stages judge the allowed tokens alone
+    (top-p over their re-normalised probabilities). Rows keep the model's own probabilities
+    and ranks; a rejected candidate is marked ``grammar``."""
+    import dataclasses
+
+    import numpy as np
+
+    assert dist.allowed is not None
+    keep = dist.allowed[dist.token_ids]
+    kept = np.flatnonzero(keep)
+    lp = dist.logprobs[kept]
+    if lp.size:
+        peak = float(lp.max())
+        lp = lp - (peak + math.log(float(np.exp(lp - peak).sum())))
+    sub = Distribution(
+        dist.token_ids[kept],
+        lp,
+        tuple(dist.piece(int(i)) for i in kept[:DEFAULT_PIECES]),
+        len(kept),
+        True,
+        dist.model,
+        dist.prompt_text,
+        dist.prompt_tokens,
+    )
+    shown = int(np.count_nonzero(keep[:n]))
+    # Also the likeliest tokens the grammar allows below the top n: what will be sampled.
+    inner = explain(sub, settings, n=max(shown, min(GRAMMAR_EXTRA_ROWS, len(kept))))
+    by_rank = {int(r): row for r, row in zip(kept[: len(inner.rows)], inner.rows)}
+    rows = []
+    probs = dist.probs
+    ranks = [r for r in range(min(n, len(dist)))]
+    ranks += [r for r, row in by_rank.items() if r >= n and row.removed_by is None]
+    for rank in ranks:
+        inside = by_rank.get(rank)
+        rows.append(
+            Row(
+                rank + 1,
+                int(dist.token_ids[rank]),
+                dist.piece(rank),
+                float(probs[rank]),
+                inside.removed_by if inside is not None else "grammar",
+                inside.final_prob if inside is not None else 0.0,
+            )
+        )
+    label = dist.grammar_label or "grammar"
+    stage = Stage("grammar", label, True, len(kept))
+    return dataclasses.replace(
+        inner,
+        rows=rows,
+        stages=(stage, *inner.stages),
+        vocab_size=dist.vocab_size,
+        settings={**inner.settings, "grammar": label},
+    )
+
+
 def _settings_dict(settings: SamplerSettings) -> dict[str, Any]:
     return {
         "temperature": float(settings.temperature),
@@ -320,13 +387,22 @@ def next_token_distribution(
     *,
     continuation: Sequence[int] = (),
     n_pieces: int = DEFAULT_PIECES,
+    grammar: str = "",
+    grammar_label: str = "",
 ) -> Distribution:
     """The distribution for the first token of the reply to ``messages`` (after the chat
     template), or, with ``continuation`` (token ids of a reply so far), for the token after it:
-    the TUI passes a saved reply's first i tokens to inspect its i-th token in full."""
+    the TUI passes a saved reply's first i tokens to inspect its i-th token in full. With a
+    GBNF ``grammar``, ``allowed`` marks the tokens it allows after ``continuation``."""
     prompt = engine.render(messages)
     return distribution_after(
-        engine, [*prompt.tokens, *continuation], prompt_text=prompt.text, n_pieces=n_pieces
+        engine,
+        [*prompt.tokens, *continuation],
+        prompt_text=prompt.text,
+        n_pieces=n_pieces,
+        grammar=grammar,
+        grammar_label=grammar_label,
+        continuation=continuation,
     )
 
 
@@ -336,7 +412,14 @@ def raw_text_tokens(engine: Any, text: str) -> list[int]:
 
 
 def distribution_after(
-    engine: Any, tokens: Sequence[int], *, prompt_text: str = "", n_pieces: int = DEFAULT_PIECES
+    engine: Any,
+    tokens: Sequence[int],
+    *,
+    prompt_text: str = "",
+    n_pieces: int = DEFAULT_PIECES,
+    grammar: str = "",
+    grammar_label: str = "",
+    continuation: Sequence[int] = (),
 ) -> Distribution:
     """Evaluate ``tokens`` (reusing the KV cache's prefix) and capture the next-token logits.
 
@@ -360,7 +443,7 @@ def distribution_after(
     with engine.lock:  # a reply in another thread must not move the logits under us
         engine.prefill(list(tokens))
         logits = np.array(engine.logits(), dtype=np.float32, copy=True)
-        return Distribution.from_logits(
+        dist = Distribution.from_logits(
             logits,
             lambda t: engine.piece(t).piece,
             n_pieces=n_pieces,
@@ -368,3 +451,17 @@ def distribution_after(
             prompt_text=prompt_text,
             prompt_tokens=len(tokens),
         )
+    if not grammar:
+        return dist
+    import dataclasses
+
+    with engine.grammar_mask(grammar) as mask:
+        mask.accept_all(continuation)
+        allowed = mask.allowed(logits)
+    likeliest = [int(t) for t in dist.token_ids[allowed[dist.token_ids]][: GRAMMAR_EXTRA_ROWS * 4]]
+    return dataclasses.replace(
+        dist,
+        allowed=allowed,
+        grammar_label=grammar_label or "grammar",
+        more_pieces={t: engine.piece(t).piece for t in likeliest},
+    )

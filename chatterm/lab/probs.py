@@ -33,7 +33,8 @@ def legend() -> list[tuple[str, str]]:
 
 def token_records(tokens: Sequence[Token], engine: Any = None) -> list[dict[str, Any]]:
     """Per-token probabilities as JSON-ready dicts: ``{"token", "id", "prob", "top": [{"token",
-    "id", "prob"}…], "text"}``. ``token`` is the token's own text (its piece); ``text`` is what
+    "id", "prob"}…], "text"}``, plus ``"forced": true`` for a token a grammar left as the
+    only candidate. ``token`` is the token's own text (its piece); ``text`` is what
     the reply gained with it (empty while a multi-byte character is incomplete). The final
     flush of held-back text (``token_id`` −1, no probability) is not a token and is left out;
     remote servers send probabilities without token ids, so those tokens keep id −1."""
@@ -52,6 +53,7 @@ def token_records(tokens: Sequence[Token], engine: Any = None) -> list[dict[str,
                 "prob": t.prob,
                 "top": [{"token": c.piece, "id": c.token_id, "prob": c.prob} for c in t.top],
                 "text": t.text,
+                **({"forced": True} if t.forced else {}),
             }
         )
     return out

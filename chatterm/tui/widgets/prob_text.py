@@ -1,10 +1,11 @@
 """A reply coloured by token probability, whose tokens can be selected to see their candidates.
 
 :class:`ProbText` draws the tokens (green: likely, red: unlikely, as ``chatterm ask
---show-probs``), grows as batches stream in, and lets the user pick a token with the arrow keys
-or the mouse. :class:`ProbView` pairs it with a :class:`ProbChart` of the selected token's
-candidates, explained under the reply's own sampling settings. Both only render what they are
-given: the chat screen feeds the records (live from the worker or saved in the store).
+--show-probs``; underlined: forced, the only token a grammar allowed), grows as batches
+stream in, and lets the user pick a token with the arrow keys or the mouse. :class:`ProbView`
+pairs it with a :class:`ProbChart` of the selected token's candidates, explained under the
+reply's own sampling settings. Both only render what they are given: the chat screen feeds
+the records (live from the worker or saved in the store).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class ProbText(Static, can_focus=True):
                 colour = textual_colour(band_colour(record.get("prob")))
                 if colour:
                     self._spans.append(Span(start, self._length, colour))
+                if record.get("forced"):  # the grammar left no other choice: not the model's
+                    self._spans.append(Span(start, self._length, "underline"))
                 self._spans.append(
                     Span(start, self._length, Style.from_meta({"@click": f"select_token({index})"}))
                 )
@@ -212,6 +215,8 @@ class ProbView(Vertical):
             chart.show_message(f"{record_label(record)}: no candidates were recorded for it")
             return
         notes: list[str] = []
+        if record.get("forced"):
+            notes.append("forced: the grammar (--schema/--grammar) allowed only this token")
         if uses_penalties(self.settings) and index > 0:
             notes.append("repeat/presence/frequency penalties also moved this token's odds")
         chart.show(

@@ -1,0 +1,100 @@
+"""llama.cpp's grammar sampler as the first step of chatterm's own sampler chain.
+
+The grammar judges every token of the vocabulary against what it still allows and sets the
+logits of the rest to -inf, in place, in the logits row the chain then samples from; so top-k,
+top-p, min-p and temperature see only tokens that keep the reply valid, and the reply always
+parses. Applying it ourselves (rather than adding it to llama.cpp's chain) lets the token loop
+see how many candidates survived: one means the grammar *forced* the token (``Token.forced``),
+and the lab shows which of the likeliest candidates it removed.
+
+Cost: one pass over the vocabulary per token (llama.cpp's ``llama_grammar_apply_impl``), plus
+two NumPy copies of the row.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from typing import Any
+
+from chatterm.errors import ChattermError
+
+
+class GrammarError(ChattermError):
+    """llama.cpp refused the grammar for this model (e.g. a token reference it lacks)."""
+
+    exit_code = 2
+
+
+class GrammarMask:
+    """A GBNF grammar's state while one reply is generated.
+
+    ``apply(logits)`` masks a writable float32 logits row of shape ``(n_vocab,)`` in place and
+    returns how many tokens remain allowed; ``accept(token)`` advances the grammar past the
+    token that was sampled (never an end-of-generation token, and never one it rejected:
+    llama.cpp aborts the process on that). ``close()`` frees it.
+    """
+
+    def __init__(self, vocab: Any, n_vocab: int, gbnf: str) -> None:
+        import llama_cpp
+        import numpy as np
+
+        self._llama = llama_cpp
+        self._sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+        if not self._sampler:
+            raise GrammarError("llama.cpp could not build the grammar for this model")
+        self.n_vocab = n_vocab
+        dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        assert dtype.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+        self._data = np.zeros(n_vocab, dtype=dtype)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._array = llama_cpp.llama_token_data_array(
+            data=self._data.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=n_vocab,
+            selected=-1,
+            sorted=False,
+        )
+        self._ref = ctypes.byref(self._array)
+
+    def allowed(self, logits: Any) -> Any:
+        """A boolean mask of shape ``(n_vocab,)``: the tokens the grammar allows next."""
+        import numpy as np
+
+        data = self._data
+        data["id"] = self._ids
+        data["logit"] = logits
+        data["p"] = 0.0
+        self._array.size = self.n_vocab
+        self._array.selected = -1
+        self._array.sorted = False
+        self._llama.llama_sampler_apply(self._sampler, self._ref)
+        # llama.cpp keeps the order here (it only writes -inf), but go by the ids to be safe.
+        mask = np.zeros(self.n_vocab, dtype=bool)
+        mask[data["id"]] = ~np.isneginf(data["logit"])
+        return mask
+
+    def apply(self, logits: Any) -> int:
+        """Mask the grammar's rejections to -inf in ``logits``; return how many remain."""
+        import numpy as np
+
+        mask = self.allowed(logits)
+        logits[~mask] = -np.inf
+        return int(np.count_nonzero(mask))
+
+    def accept(self, token: int) -> None:
+        self._llama.llama_sampler_accept(self._sampler, token)
+
+    def accept_all(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            self.accept(token)
+
+    def close(self) -> None:
+        if self._sampler:
+            self._llama.llama_sampler_free(self._sampler)
+            self._sampler = None
+
+    def __enter__(self) -> GrammarMask:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
