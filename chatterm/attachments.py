@@ -292,10 +292,13 @@ def walk(root: Path) -> Iterator[Path]:
 
 
 def _ignored(path: Path, is_dir: bool, specs: Sequence[tuple[Path, Any]]) -> bool:
-    for base, spec in specs:
+    """As git decides: the deepest ``.gitignore`` with a pattern for the path wins, so a
+    ``!pattern`` below can re-include what a parent directory's file ignores."""
+    for base, spec in reversed(specs):
         rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
-        if spec.match_file(rel):
-            return True
+        verdict = spec.check_file(rel).include
+        if verdict is not None:
+            return bool(verdict)
     return False
 
 
@@ -358,13 +361,18 @@ def fetch_url(url: str, *, timeout: float = URL_TIMEOUT_S) -> Attachment:
 
 
 def html_to_text(html: str) -> str:
-    """Readable Markdown from HTML (markdownify: headings as ``#``, links kept, scripts and
-    styles dropped), with runs of blank lines collapsed."""
+    """Readable Markdown from HTML (markdownify over BeautifulSoup: headings as ``#``, links
+    and lists kept; the head, scripts and styles dropped), blank-line runs collapsed."""
     import re
 
-    from markdownify import markdownify
+    from bs4 import BeautifulSoup
+    from markdownify import MarkdownConverter
 
-    text = markdownify(html, heading_style="ATX", strip=["script", "style", "img"])
+    soup = BeautifulSoup(html, "html.parser")
+    # Markdownify keeps the text of tags it strips: drop what a reader never sees first.
+    for tag in soup(["head", "script", "style", "noscript", "template", "svg", "iframe"]):
+        tag.decompose()
+    text = MarkdownConverter(heading_style="ATX", strip=["img"]).convert_soup(soup)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 

@@ -66,7 +66,7 @@ def parse_schema(value: Any, *, base: Path | None = None) -> dict[str, Any]:
         raise StructureError("--schema: give a JSON Schema, a .json file or 'name, age int, …'")
     else:
         text = value.strip()
-        if text.startswith("{"):
+        if text.startswith(("{", "[", '"')):
             schema = _json(text, "--schema")
         elif _looks_like_path(text, base):
             schema = _json(_read(text, base), f"--schema {text}")

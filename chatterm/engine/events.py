@@ -43,7 +43,8 @@ class PromptReady:
 class Token:
     """One generated token. ``text`` may be empty while a multi-byte character is incomplete.
     ``prob`` and ``top`` are set only when probabilities were asked for. ``forced``: a grammar
-    (``--schema``/``--grammar``) left this token as the only candidate."""
+    (``--schema``/``--grammar``) left no choice of text here: this was the only candidate,
+    or every candidate spelled part of the same text (see ``engine.grammar.is_forced``)."""
 
     text: str
     token_id: int

@@ -4,8 +4,9 @@ The grammar judges every token of the vocabulary against what it still allows an
 logits of the rest to -inf, in place, in the logits row the chain then samples from; so top-k,
 top-p, min-p and temperature see only tokens that keep the reply valid, and the reply always
 parses. Applying it ourselves (rather than adding it to llama.cpp's chain) lets the token loop
-see how many candidates survived: one means the grammar *forced* the token (``Token.forced``),
-and the lab shows which of the likeliest candidates it removed.
+see which candidates survived: when they leave no choice of text the grammar *forced* the
+token (``Token.forced``, see :func:`is_forced`), and the lab shows which of the likeliest
+candidates it removed.
 
 Cost: one pass over the vocabulary per token (llama.cpp's ``llama_grammar_apply_impl``), plus
 two NumPy copies of the row.
@@ -14,7 +15,7 @@ two NumPy copies of the row.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chatterm.errors import ChattermError
@@ -26,12 +27,33 @@ class GrammarError(ChattermError):
     exit_code = 2
 
 
+FORCED_MAX_CANDIDATES = 32
+"""Above this many allowed tokens a position is never called forced (and is not checked)."""
+
+
+def is_forced(
+    allowed: Sequence[int], piece: Callable[[int], bytes], is_eog: Callable[[int], bool]
+) -> bool:
+    """Whether the grammar left no choice of *text* at this position: one allowed token, or
+    several that all spell prefixes of one string (with BPE, a fixed key such as ``"name"``
+    can be started as ``"``, ``"n``, ``"name`` …: the model picks only where to split). An
+    allowed end-of-generation token is a real choice, so it makes the position free."""
+    n = len(allowed)
+    if n == 1:
+        return True
+    if n == 0 or n > FORCED_MAX_CANDIDATES or any(is_eog(int(t)) for t in allowed):
+        return False
+    pieces = sorted((piece(int(t)) for t in allowed), key=len)
+    longest = pieces[-1]
+    return all(longest.startswith(p) for p in pieces)
+
+
 class GrammarMask:
     """A GBNF grammar's state while one reply is generated.
 
     ``apply(logits)`` masks a writable float32 logits row of shape ``(n_vocab,)`` in place and
-    returns how many tokens remain allowed; ``accept(token)`` advances the grammar past the
-    token that was sampled (never an end-of-generation token, and never one it rejected:
+    returns the ids of the tokens that remain allowed; ``accept(token)`` advances the grammar
+    past the token that was sampled (never an end-of-generation token, and never one it rejected:
     llama.cpp aborts the process on that). ``close()`` frees it.
     """
 
@@ -73,13 +95,13 @@ class GrammarMask:
         mask[data["id"]] = ~np.isneginf(data["logit"])
         return mask
 
-    def apply(self, logits: Any) -> int:
-        """Mask the grammar's rejections to -inf in ``logits``; return how many remain."""
+    def apply(self, logits: Any) -> Any:
+        """Mask the grammar's rejections to -inf in ``logits``; return the ids that remain."""
         import numpy as np
 
         mask = self.allowed(logits)
         logits[~mask] = -np.inf
-        return int(np.count_nonzero(mask))
+        return np.flatnonzero(mask)
 
     def accept(self, token: int) -> None:
         self._llama.llama_sampler_accept(self._sampler, token)

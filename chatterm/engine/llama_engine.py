@@ -590,6 +590,8 @@ class LlamaEngine:
         pending = ""
         stopped_on_string = False
         sampler = self._sampler(sampling)
+        from chatterm.engine.grammar import is_forced
+
         grammar = None
         try:
             self._fit_threads()
@@ -626,10 +628,10 @@ class LlamaEngine:
                 forced = False
                 if grammar is not None:  # masks what the grammar rejects before the chain
                     allowed = grammar.apply(self.logits())
-                    if allowed == 0:
+                    if not len(allowed):
                         reason, error = "error", "the grammar allows no next token"
                         break
-                    forced = allowed == 1
+                    forced = is_forced(allowed, piece_bytes, lambda t: is_eog(vocab, t))
                 token = sample(ctx, -1)
                 if top_logprobs:
                     prob = math.exp(float(logits[token]) - log_z)
