@@ -22,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 from textual.worker import Worker, WorkerState
 
+from chatterm.attachments import user_content
 from chatterm.engine.events import ChatMessage, PromptReady
 from chatterm.sampling import SamplingSettings
 from chatterm.store import Message, NotFoundError
@@ -277,7 +278,8 @@ class LabChat(ConversationsScreen):
             if not text.strip():
                 self.notify("Nothing to render yet: type a message first", timeout=3)
                 return
-            messages = self.history(path) + [ChatMessage("user", text)]
+            attached = self.attachment_bar.items  # shown in place, before the text
+            messages = self.history(path) + [ChatMessage("user", user_content(text, attached))]
             self.app.push_screen(RenderedPromptScreen(self.engine, messages, "the next message"))
             return
         ids = [m.id for m in path]
@@ -318,7 +320,8 @@ class LabChat(ConversationsScreen):
         path = self._path()
         text = self.prompt.text
         if text.strip():
-            messages = self.history(path) + [ChatMessage("user", text)]
+            attached = self.attachment_bar.items  # shown in place, before the text
+            messages = self.history(path) + [ChatMessage("user", user_content(text, attached))]
             label = f"your input «{_snippet(text)}»"
         else:
             users = [i for i, m in enumerate(path) if m.role == "user"]

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from chatterm.attachments import user_content
 from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage
 from chatterm.engine.llama_engine import DROP_TARGET, MIN_REPLY_TOKENS
@@ -33,6 +34,7 @@ from chatterm.tui.messages import (
     ModelLoaded,
     ModelLoadFailed,
 )
+from chatterm.tui.widgets.attachment_bar import AttachmentBar
 from chatterm.tui.widgets.conversation_list import ConversationList
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sampling_panel import SamplingPanel
@@ -87,6 +89,7 @@ class ChatBase(Screen[None]):
 
     transcript = getters.query_one(Transcript)
     prompt = getters.query_one(PromptInput)
+    attachment_bar = getters.query_one(AttachmentBar)
     panel = getters.query_one(SidePanel)
     sampling = getters.query_one(SamplingPanel)
     conversations = getters.query_one(ConversationList)
@@ -118,6 +121,7 @@ class ChatBase(Screen[None]):
             with Vertical(id="centre"):
                 yield Transcript(id="transcript")
                 yield Static("", id="edit-banner")
+                yield AttachmentBar(id="attachments")
                 yield PromptInput(
                     id="prompt", placeholder="Message (Enter sends, Ctrl+J newline, F1 help)"
                 )
@@ -219,8 +223,12 @@ class ChatBase(Screen[None]):
         if engine is None or self.job is not None:
             return
         path = self.store.active_path(self.conversation.id) if self.conversation else []
+        messages = self.history(path)
+        attached = self.attachment_bar.items
+        if attached:  # the next message's attachments already take their room
+            messages.append(ChatMessage("user", user_content("", attached)))
         self._meter_generation += 1
-        self._measure(engine, self.history(path), self.settings.max_tokens, self._meter_generation)
+        self._measure(engine, messages, self.settings.max_tokens, self._meter_generation)
 
     @work(thread=True, exclusive=True, group="meter", exit_on_error=False)
     def _measure(

@@ -13,6 +13,7 @@ All SQLite calls run here, on the UI thread: each is one short transaction (~0.0
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -39,6 +40,8 @@ from chatterm.tui.messages import (
 )
 from chatterm.tui.screens.base import UNSET, reports_errors
 from chatterm.tui.screens.conversations import entry_for
+from chatterm.tui.screens.path_picker import PathPickerScreen
+from chatterm.tui.widgets.attachment_bar import AttachmentBar
 from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
 from chatterm.tui.widgets.prompt_input import PromptInput
 
@@ -89,6 +92,25 @@ class ChatScreen(LabChat):
             self.prompt.restore(text)
             self.report(exc, title="Not sent")
 
+    # -- attachments (@) -------------------------------------------------------------------
+
+    @on(PromptInput.AttachRequested)
+    def _attach_requested(self, event: PromptInput.AttachRequested) -> None:
+        root = Path.cwd()
+
+        def chosen(path: str | None) -> None:
+            if path is None:
+                self.prompt.insert_at()  # cancelled: it was a plain @ after all
+            else:
+                self.attachment_bar.attach(root / path, self.engine)
+            self.prompt.focus()
+
+        self.app.push_screen(PathPickerScreen(root), chosen)
+
+    @on(AttachmentBar.Changed)
+    def _attachments_changed(self, event: AttachmentBar.Changed) -> None:
+        self.measure_context()
+
     def ensure_conversation(self) -> Conversation:
         if self.conversation is None:
             self.conversation = self.store.create_conversation(
@@ -115,10 +137,14 @@ class ChatScreen(LabChat):
             keep = len(transcript.entries)
             if parent is not UNSET:
                 keep = self._retry_keep(parent)
+            attached = self.attachment_bar.items
             if parent is UNSET:
-                user = self.store.add_user_message(conversation.id, text)
+                user = self.store.add_user_message(conversation.id, text, attachments=attached)
             else:
-                user = self.store.add_user_message(conversation.id, text, parent_id=parent)
+                user = self.store.add_user_message(
+                    conversation.id, text, parent_id=parent, attachments=attached
+                )
+            await self.attachment_bar.clear()  # saved with the message: the chips are done
         self.retry_parent = UNSET
         sampling = self.settings.resolved_seed()
         reply = self.store.start_assistant_message(

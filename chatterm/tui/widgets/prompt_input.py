@@ -1,4 +1,5 @@
-"""The message input: Enter sends, Ctrl+J inserts a newline, Up/Down recall earlier prompts."""
+"""The message input: Enter sends, Ctrl+J inserts a newline, Up/Down recall earlier prompts,
+``@`` at the start of a word asks to attach a file."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ class PromptInput(TextArea):
     class Submitted(Message):
         input: PromptInput
         text: str
+
+        @property
+        def control(self) -> PromptInput:
+            return self.input
+
+    @dataclass
+    class AttachRequested(Message):
+        """``@`` was typed at the start of a word: the user wants to attach a file. The ``@``
+        is not inserted; :meth:`PromptInput.insert_at` puts it back if nothing is chosen."""
+
+        input: PromptInput
 
         @property
         def control(self) -> PromptInput:
@@ -78,6 +90,17 @@ class PromptInput(TextArea):
         self.remember(text)
         self.clear()
 
+    def insert_at(self) -> None:
+        """Type the ``@`` that opened the file picker after all (the picker was cancelled)."""
+        start, end = self.selection
+        self.replace("@", start, end, maintain_selection_offset=False)
+
+    def _at_word_start(self) -> bool:
+        row, column = self.cursor_location
+        if column == 0:
+            return True
+        return self.document.get_line(row)[column - 1].isspace()
+
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
         if key.startswith("alt+"):
@@ -86,7 +109,10 @@ class PromptInput(TextArea):
             # reach alt+c's binding. Skip the typing; the key goes on to the bindings.
             event.prevent_default()
             return
-        if key == "enter":
+        if event.character == "@" and self._at_word_start():  # not in name@example.org
+            self._consume(event)
+            self.post_message(self.AttachRequested(self))
+        elif key == "enter":
             self._consume(event)
             self.submit()
         elif key in ("ctrl+j", "shift+enter", "newline"):
