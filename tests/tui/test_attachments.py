@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from chatterm.store import ConversationStore
 from chatterm.tui.screens.path_picker import PathPickerScreen, list_paths, rank
 from chatterm.tui.widgets.attachment_bar import AttachmentBar
+from chatterm.tui.widgets.message_view import UserMessage
 from chatterm.tui.widgets.prob_text import ProbText
 
 from .helpers import send, settle, wait_until
@@ -68,6 +70,8 @@ async def test_at_attaches_a_file_shown_as_a_chip_and_saved_with_the_message(
         assert before is not None and after is not None and after[1] > before[1]
         await send(pilot, "What is the secret word?")
         assert bar.items == [] and not bar.has_class("-filled")
+        shown = app.chat.transcript.query_one(UserMessage).query_one(".attachment", Static)
+        assert str(shown.render()).endswith("notes.md · 8 tok")
     sent = fake.calls[-1].messages[-1].content
     assert sent.startswith(f'<attachment source="{project / "docs" / "notes.md"}">\n{SECRET}')
     assert sent.endswith("What is the secret word?")

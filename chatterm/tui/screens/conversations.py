@@ -34,6 +34,10 @@ def entry_for(message: Message, positions: dict[int, tuple[int, int]] | None = N
         finish_reason=message.finish_reason,
         branch_index=number - 1,
         branch_total=total,
+        attachments=tuple(
+            f"{a.source} · {a.tokens:,} tok" if a.tokens is not None else a.source
+            for a in message.attachments
+        ),
     )
 
 

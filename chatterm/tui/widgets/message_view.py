@@ -39,6 +39,7 @@ class Entry:
     finish_reason: str | None = None
     branch_index: int = 0
     branch_total: int = 1
+    attachments: tuple[str, ...] = ()  # how each attachment is named ("notes.md · 120 tok")
 
 
 class MessageView(Widget, can_focus=True):
@@ -132,6 +133,8 @@ class UserMessage(MessageView):
 
     def compose(self) -> ComposeResult:
         yield Static(self.header_content(), classes="header")
+        for label in self.entry.attachments:
+            yield Static(f"📎 {label}", classes="attachment", markup=False)
         yield Static(self.entry.content, classes="body", markup=False)
 
     def action_edit(self) -> None:
