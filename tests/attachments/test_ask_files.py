@@ -156,3 +156,16 @@ def test_exports_carry_attachments_and_import_restores_them(notes: Path, tmp_pat
         (conversation,) = store.list_conversations()
         first = store.active_path(conversation.id)[0]
     assert first.attachments[0].text == SECRET
+
+
+def test_an_unreachable_url_exits_1_and_saves_nothing() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_cli("ask", "-f", f"http://127.0.0.1:{port}/notes", "Summarise it.")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"chatterm: error: -f http://127.0.0.1:{port}/notes: cannot fetch it")
+    assert not paths.database_path().exists()
