@@ -205,3 +205,41 @@ def test_a_fifo_given_as_a_model_is_refused_without_blocking(fifo, args):
         *(a.format(fifo=fifo) for a in args), timeout=30, case=f"cli: FIFO {args[0]}"
     )
     assert_one_line_error(result, 3, "FIFO")
+
+
+TENSOR = st.tuples(
+    st.text(max_size=8),
+    st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 64), max_size=6),
+    st.integers(0, 2**32 - 1) | st.integers(0, 40),
+    st.integers(0, 2**64 - 1) | st.integers(0, 4096),
+)
+
+
+@FAST
+@given(tensors=st.lists(TENSOR, max_size=4), entries=st.lists(st.tuples(KEYS, VALUES), max_size=4))
+def test_any_tensor_table_is_read_or_refused_and_its_card_built(tmp_path, tensors, entries):
+    """Shapes, types and offsets as large as the format allows, then what `models show` does
+    with the result (the model card: parameters, KV-cache and RAM estimates)."""
+    from chatterm.catalog import ModelEntry
+    from chatterm.model_card import build_card
+
+    table = b"".join(
+        string_bytes(name)
+        + struct.pack("<I", len(shape))
+        + b"".join(struct.pack("<Q", d) for d in shape)
+        + struct.pack("<IQ", ggml_type, offset)
+        for name, shape, ggml_type, offset in tensors
+    )
+    kvs = [_entry(key, typed) for key, typed in entries]
+    data = gguf(kvs, n_tensors=len(tensors), tail=table + b"\0" * 256)
+    path = write(tmp_path / "tensors.gguf", data)
+    info = read_or_refuse(path, "gguf: tensor table")
+    if info is not None:
+        with bounded("gguf: model card"):
+            card = build_card(ModelEntry("t", str(path)), 4096)
+        assert isinstance(card.ram_bytes, int) and isinstance(card.parameters, int)
+
+
+def string_bytes(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw

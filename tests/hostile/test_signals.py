@@ -118,3 +118,23 @@ def test_a_database_locked_too_long_says_so_and_writes_the_exchange_to_a_file(
     with ConversationStore() as store:  # and it imports as the warning says
         store.import_json(data)
     assert replies() == [{"content": "the answer to the question", "status": "complete"}]
+
+
+def test_ask_answers_while_the_database_is_locked_and_saves_afterwards(home: Path):
+    """The real command on the real model: another process holds the history for longer than
+    the busy timeout; the answer comes first, the exchange is saved once the lock is gone."""
+    ConversationStore().close()
+    ready = threading.Event()
+    holder = threading.Thread(
+        target=hold_lock, args=(db_path(), db.BUSY_TIMEOUT_S + 8, ready), daemon=True
+    )
+    holder.start()
+    ready.wait(5)
+    result = run_limited(
+        "ask", "--temperature", "0", "-n", "6", "Name a colour.", case="db locked: ask"
+    )
+    holder.join(30)
+    assert result.returncode == 0, result.stderr
+    assert "saving is retried" in result.stderr and "saved to conversation" in result.stderr
+    [saved] = replies()
+    assert saved == {"content": result.stdout.strip(), "status": "complete"}
