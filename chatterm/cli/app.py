@@ -23,7 +23,7 @@ app = typer.Typer(
     epilog=EXIT_CODES_HELP,
     no_args_is_help=False,
     invoke_without_command=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -80,6 +80,8 @@ _register()
 
 def main() -> None:
     try:
-        app()
+        # The name shells complete, also under `python -m chatterm` (Click would derive
+        # "python -m chatterm" and a completion variable no shell script sets).
+        app(prog_name="chatterm")
     except KeyboardInterrupt:  # Ctrl-C outside a command's own handling
         sys.exit(130)
