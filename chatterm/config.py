@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths
+from chatterm import cache_types, paths
 from chatterm.errors import UsageError
 
 DEFAULT_ENDPOINT_TIMEOUT = 300.0
@@ -49,6 +49,8 @@ class Config:
     sampling: dict[str, Any] = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     kv_cache_mb: int = 1024
+    cache_type: str = "f16"
+    """The KV cache's number format: f16, q8_0 or q4_0 (see chatterm/cache_types.py)."""
     source: Path | None = None
 
     def remote_model(self, spec: str | None) -> tuple[Endpoint, str] | None:
@@ -71,7 +73,7 @@ class Config:
         return endpoint, model
 
 
-ENGINE_KEYS = ("ctx_size", "threads", "gpu_layers", "flash_attn", "kv_cache_mb")
+ENGINE_KEYS = ("ctx_size", "threads", "gpu_layers", "flash_attn", "kv_cache_mb", "cache_type")
 MAX_CONFIG_BYTES = 1 << 20
 """A config file is a few hundred bytes; a larger one is a mistake, refused before reading."""
 
@@ -183,6 +185,14 @@ def load_config(path: Path | None = None) -> Config:
     flash_attn = engine.get("flash_attn", True)
     if not isinstance(flash_attn, bool):
         raise UsageError(f"{path}: [engine] flash_attn must be true or false, got {flash_attn!r}")
+    cache_env = env.get("CHATTERM_CACHE_TYPE")
+    cache_type = (
+        cache_types.cache_type(cache_env, "CHATTERM_CACHE_TYPE")
+        if cache_env
+        else cache_types.cache_type(
+            engine.get("cache_type", cache_types.DEFAULT), f"{path}: [engine] cache_type"
+        )
+    ).name
     kv_cache_mb = _whole(
         engine.get("kv_cache_mb", 1024), f"{path}: [engine] kv_cache_mb", 0, 1 << 24
     )
@@ -204,6 +214,7 @@ def load_config(path: Path | None = None) -> Config:
         sampling=dict(sampling),
         endpoints=endpoints,
         kv_cache_mb=kv_cache_mb,
+        cache_type=cache_type,
         source=path if path.is_file() else None,
     )
 

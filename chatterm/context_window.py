@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from chatterm.errors import SettingError
 
 if TYPE_CHECKING:
+    from chatterm.cache_types import CacheType
     from chatterm.gguf_file import GGUFInfo
 
 MIN_CTX = 64
@@ -59,17 +60,23 @@ def _size(n: float) -> str:
     return f"{n:,.1f} TiB"  # unreachable
 
 
-def plan(info: GGUFInfo, n_ctx: int, *, source: str = "the context window") -> str | None:
+def plan(
+    info: GGUFInfo,
+    n_ctx: int,
+    *,
+    source: str = "the context window",
+    cache_type: CacheType | None = None,
+) -> str | None:
     """Check ``n_ctx`` for the model described by ``info`` before llama.cpp allocates it.
 
-    Raises :class:`SettingError` when it is out of range or when the weights plus an f16 KV
-    cache of ``n_ctx`` tokens exceed the memory this process may use (physical memory, a cgroup
-    limit or an address-space limit, whichever is smallest). Returns a note when ``n_ctx`` is
-    longer than the model's trained context, else ``None``."""
+    Raises :class:`SettingError` when it is out of range or when the weights plus a KV cache
+    of ``n_ctx`` tokens in ``cache_type`` (default f16) exceed the memory this process may use
+    (physical memory, a cgroup limit or an address-space limit, whichever is smallest).
+    Returns a note when ``n_ctx`` is longer than the model's trained context, else ``None``."""
     from chatterm.hardware import memory_limit
 
     n_ctx = check_ctx_size(n_ctx, source)
-    kv = info.kv_cache_bytes(n_ctx)
+    kv = info.kv_cache_bytes(n_ctx, cache_type.bytes_per_value if cache_type else 2.0)
     work = n_ctx * BATCH_TOKENS * 4
     need = kv + info.file_size + work
     limit = memory_limit()

@@ -201,7 +201,8 @@ class GGUFInfo:
         return int(self.get("split.count", 1) or 1)
 
     def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int:
-        """Size of an f16 KV cache for ``n_ctx`` tokens: 2 (K and V) x layers x ctx x kv width."""
+        """Bytes of a KV cache for ``n_ctx`` tokens: 2 (K and V) x layers x ctx x kv width x
+        ``bytes_per_value`` (2 for f16; see :mod:`chatterm.cache_types` for the others)."""
         layers = self.block_count or 0
         heads = largest_count(self.arch_value("attention.head_count")) or 0
         kv_heads = largest_count(self.arch_value("attention.head_count_kv")) or heads

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatterm import paths
+from chatterm.cache_types import CACHE_TYPES
 from chatterm.catalog import ModelEntry
 from chatterm.errors import ModelError
 from chatterm.gguf_file import GGUFInfo, largest_count, read_gguf
@@ -52,6 +53,8 @@ class ModelCard:
     ctx_size: int
     kv_cache_bytes: int
     ram_bytes: int
+    kv_cache_by_type: dict[str, int]
+    """KV cache bytes at ``ctx_size`` for each cache type (f16, q8_0, q4_0)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +97,10 @@ def build_card(entry: ModelEntry, ctx_size: int) -> ModelCard:
         ctx_size=ctx_size,
         kv_cache_bytes=kv,
         ram_bytes=size + kv,
+        kv_cache_by_type={
+            name: head.kv_cache_bytes(ctx_size, kind.bytes_per_value)
+            for name, kind in CACHE_TYPES.items()
+        },
     )
 
 

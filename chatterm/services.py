@@ -27,6 +27,8 @@ class EngineOptions:
     ctx_size: int | None = None
     threads: int | None = None
     gpu_layers: int | None = None
+    cache_type: str | None = None
+    """The KV cache's number format (``f16``, ``q8_0``, ``q4_0``); ``None``: from config."""
     adapt_threads: bool = True
     """Whether a thread count chatterm chose may step down while other programs are busy (see
     chatterm/engine/cpu_share.py). The lab turns it off: past 256 tokens of context, llama.cpp's
@@ -120,6 +122,7 @@ def load_engine(options: EngineOptions, config: Config | None = None) -> Engine:
         adapt_threads=options.adapt_threads,
         gpu_layers=config.gpu_layers if options.gpu_layers is None else options.gpu_layers,
         flash_attn=config.flash_attn,
+        cache_type=options.cache_type or config.cache_type,
         kv_cache=kv_cache,
     )
 

@@ -226,6 +226,71 @@ def sample(
     print_explanation(dist, explain(dist, settings, rows), as_json=as_json, raw=raw)
 
 
+# -- chatterm lab kv-cache -----------------------------------------------------------------
+
+
+@lab_app.command("kv-cache")
+@handle_errors
+def kv_cache(
+    text: list[str] = typer.Argument(None, help="The text to feed; read from stdin when absent."),
+    model: str = MODEL_OPTION,
+    types: str = typer.Option(
+        "f16,q8_0,q4_0", "--types", help="Cache types to compare, f16 first (comma-separated)."
+    ),
+    tokens: int = typer.Option(
+        512, "--tokens", "-n", min=2, max=16384, help="How many tokens of the text to feed."
+    ),
+    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """What a smaller KV cache costs: memory against agreement with f16.
+
+    Feeds the same text through the model once per cache type, one token at a time as
+    decoding does, and reports the KV cache's size for the window, the share of positions
+    where the likeliest next token matches the f16 run, and the speed.
+    Example: chatterm lab kv-cache --ctx-size 8192 < README.md
+    """
+    import json
+
+    from chatterm.config import load_config
+    from chatterm.lab.cache_types import compare_cache_types
+    from chatterm.services import EngineOptions, load_engine
+
+    body = _text(text, what="feed")
+    config = load_config()
+    from chatterm.cache_types import cache_type
+
+    wanted = [cache_type(t, "--types").name for t in types.split(",") if t.strip()]
+    status = StatusLine()
+
+    def load(name: str) -> Any:
+        status.show(f"loading with a {name} KV cache…")
+        options = EngineOptions(
+            model=model, ctx_size=ctx_size, cache_type=name, adapt_threads=False
+        )
+        engine = load_engine(options, config)
+        if not hasattr(engine, "teacher_forced_choices"):
+            engine.close()
+            raise UsageError("lab kv-cache needs a local GGUF model: a server keeps its own cache")
+        status.show(f"feeding {tokens} tokens through the {name} cache…")
+        return engine
+
+    try:
+        results = compare_cache_types(load, body, types=wanted, tokens=tokens)
+    finally:
+        status.clear()
+    if as_json:
+        print(json.dumps({"results": [r.to_dict() for r in results]}, indent=2))
+        return
+    print(f"{'cache':<6} {'KV cache':>10} {'top-1 agreement':>16} {'first diff':>11} {'tok/s':>7}")
+    for r in results:
+        first = "-" if r.first_difference is None else str(r.first_difference)
+        mib = r.kv_cache_bytes / 2**20
+        agree = f"{r.agreement * 100:.1f}% of {r.positions}"
+        print(f"{r.cache_type:<6} {mib:>6.1f} MiB {agree:>16} {first:>11} {r.tokens_per_s:>7.1f}")
+    print(f"(KV cache for a {results[0].n_ctx:,}-token window; use one with --cache-type)")
+
+
 # -- chatterm lab compare ------------------------------------------------------------------
 
 

@@ -295,6 +295,11 @@ def show(
             f"{_size(card.ram_bytes)} at --ctx-size {card.ctx_size} (weights "
             f"{_size(card.file_size)} + KV cache {_size(card.kv_cache_bytes)})",
         ),
+        (
+            "KV cache",
+            " · ".join(f"{name} {_size(size)}" for name, size in card.kv_cache_by_type.items())
+            + " (--cache-type)",
+        ),
     ]
     for label, value in lines:
         print(_printable(f"{label:<13} {value}"))

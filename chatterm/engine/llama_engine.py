@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatterm import context_window
+from chatterm import cache_types, context_window
 from chatterm.engine import compute_thread
 from chatterm.engine.base import RenderedPrompt, TokenPiece
 from chatterm.engine.compute_thread import EitherSet
@@ -33,7 +33,7 @@ from chatterm.engine.events import (
     Token,
 )
 from chatterm.engine.vocab import Vocabulary, _silence_llama_logs
-from chatterm.errors import ContextOverflowError, ModelError
+from chatterm.errors import ContextOverflowError, ModelError, SettingError
 from chatterm.gguf_file import GGUFInfo, read_gguf, shard_paths
 from chatterm.hardware import default_threads
 from chatterm.sampling import SamplingSettings
@@ -133,12 +133,15 @@ class LlamaEngine:
         adapt_threads: bool = True,
         gpu_layers: int = 0,
         flash_attn: bool = True,
+        cache_type: str = "f16",
         use_mmap: bool = True,
         kv_cache: KVStateCache | None = None,
     ) -> None:
         """``kv_cache``: where to save and restore conversation states across processes
-        (``None``: keep the KV cache in memory only). ``adapt_threads``: run fewer threads
-        while other programs keep the cores busy (only when ``threads`` is ``None``).
+        (``None``: keep the KV cache in memory only). ``cache_type``: the KV cache's number
+        format (see :mod:`chatterm.cache_types`; a quantized one needs ``flash_attn``).
+        ``adapt_threads``: run fewer threads while other programs keep the cores busy (only
+        when ``threads`` is ``None``).
 
         Replies depend only on the prompt, the settings and the thread count: past 256 tokens
         of context llama.cpp's single-token decode splits attention across threads
@@ -151,7 +154,13 @@ class LlamaEngine:
         for shard in shard_paths(self.model_path)[1:]:
             read_gguf(shard)
         # Range, memory and trained length of the window, checked before llama.cpp allocates.
-        note = context_window.plan(self.info, n_ctx)
+        self.cache_type = cache_types.cache_type(cache_type, "cache_type")
+        if self.cache_type.quantized and not flash_attn:
+            raise SettingError(
+                f"a {self.cache_type.name} KV cache needs flash attention; set flash_attn = true "
+                "in config.toml or use --cache-type f16"
+            )
+        note = context_window.plan(self.info, n_ctx, cache_type=self.cache_type)
         self.load_notes: list[str] = [note] if note else []
         self.threads = threads or default_threads()
         # Only a thread count chatterm chose itself adapts to a busy machine (see cpu_share);
@@ -182,6 +191,8 @@ class LlamaEngine:
                 n_threads_batch=self.threads,
                 n_gpu_layers=gpu_layers,
                 flash_attn=flash_attn,
+                type_k=cache_types.ggml_type(self.cache_type),
+                type_v=cache_types.ggml_type(self.cache_type),
                 use_mmap=use_mmap,
                 verbose=False,
             )
@@ -470,6 +481,32 @@ class LlamaEngine:
 
             llama_cpp.llama_set_n_threads(self._llm.ctx, wanted, wanted)
             self.threads_now = wanted
+
+    def teacher_forced_choices(
+        self, tokens: Sequence[int], cancel: threading.Event | None = None
+    ) -> tuple[list[int], float]:
+        """Feed ``tokens`` one at a time from an empty KV cache, as decoding does, and return
+        the model's top-1 next-token choice after each (``len(tokens)`` ids) and the seconds
+        the evaluation took. For comparing settings that change the numbers (cache types) on
+        the same text; the KV cache is left holding ``tokens``."""
+        import numpy as np
+
+        def run() -> tuple[list[int], float]:
+            llm = self._llm
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            self._reusable = 0
+            choices: list[int] = []
+            start = time.perf_counter()
+            for token in tokens:
+                if cancel is not None and cancel.is_set():
+                    break
+                llm.eval([int(token)])
+                choices.append(int(np.argmax(self.logits())))
+            return choices, time.perf_counter() - start
+
+        with self._lock:
+            return self._compute.call(run)
 
     def logits(self) -> Any:
         """The last evaluated position's logits as a NumPy view (valid until the next eval)."""
