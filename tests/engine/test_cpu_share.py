@@ -116,9 +116,10 @@ def test_a_thread_count_the_user_chose_is_kept(starter_path):
         engine.close()
 
 
-def test_chat_engines_adapt_and_the_labs_never_do():
+def test_chat_engines_adapt_and_the_labs_never_do(monkeypatch):
     """Past 256 tokens of context a reply depends on the thread count, and the lab compares
     settings: its engines keep theirs whatever the machine's load."""
+    monkeypatch.delenv("CHATTERM_THREADS", raising=False)  # chatterm picks the threads
     from chatterm.lab.compare import default_loader
     from chatterm.services import EngineOptions, load_engine
 
