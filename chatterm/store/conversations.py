@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -9,7 +10,7 @@ import platform
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from chatterm import paths
 from chatterm.attachments import Attachment
 from chatterm.errors import UsageError
-from chatterm.store import ids, transfer
+from chatterm.store import db, ids, transfer
 from chatterm.store.db import connect, describe, now, parse_timestamp, timestamp, transaction
 from chatterm.store.migrations import migrate
 from chatterm.store.model import (
@@ -158,6 +159,18 @@ class ConversationStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def busy_timeout(self, seconds: float) -> Iterator[None]:
+        """Within the block, wait at most ``seconds`` for another process's write lock
+        (instead of ``BUSY_TIMEOUT_S``): for a save that can be retried later."""
+        with self._lock:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        try:
+            yield
+        finally:
+            with self._lock, contextlib.suppress(sqlite3.Error):
+                self._conn.execute(f"PRAGMA busy_timeout = {int(db.BUSY_TIMEOUT_S * 1000)}")
 
     # -- row → domain ----------------------------------------------------------------------
 

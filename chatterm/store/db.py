@@ -47,8 +47,7 @@ def describe(exc: sqlite3.Error, path: Path) -> StoreError:
         )
     if "locked" in lowered or "busy" in lowered:
         return StoreLockedError(
-            f"{path}: the history database stayed locked by another process for "
-            f"{BUSY_TIMEOUT_S:g} s; try again"
+            f"{path}: the history database stayed locked by another process; try again"
         )
     if "readonly" in lowered or "read-only" in lowered:
         return StoreError(f"{path}: the history database is read-only ({message})")

@@ -29,6 +29,9 @@ from chatterm.store.fingerprint import model_fingerprint
 from chatterm.store.model import Conversation, Message
 
 SAVE_INTERVAL_S = 1.0
+QUESTION_WAIT_S = 2.0
+"""How long the question's save waits for another process's write lock before the answer
+starts anyway (the save is then retried after the answer)."""
 LOCKED_RETRY_S = 30.0
 """How long, after the answer, a save blocked by a locked database is retried (on top of each
 attempt's own busy timeout)."""
@@ -193,9 +196,15 @@ class ExchangeRecorder:
             system = self._system
         self._system, self._question, self._persona = system, question, persona
         self._attachments = tuple(attachments)
-        if self.store is None:
+        store = self.store
+        if store is None:
             return
-        self._safely(self._save_question)
+
+        def save() -> None:
+            with store.busy_timeout(QUESTION_WAIT_S):
+                self._save_question()
+
+        self._safely(save)
 
     def _save_question(self) -> None:
         """Create the conversation when new and commit the question. A new conversation whose

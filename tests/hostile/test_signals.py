@@ -69,6 +69,7 @@ def locked_exchange(monkeypatch, held: float, retry: float) -> tuple[ExchangeRec
     ``held`` seconds; short busy timeouts keep the test quick."""
     monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)
     monkeypatch.setattr(recorder, "LOCKED_RETRY_S", retry)
+    monkeypatch.setattr(recorder, "QUESTION_WAIT_S", 0.2)
     ConversationStore().close()  # the file exists, migrated
     ready = threading.Event()
     holder = threading.Thread(target=hold_lock, args=(db_path(), held, ready), daemon=True)
@@ -121,12 +122,13 @@ def test_a_database_locked_too_long_says_so_and_writes_the_exchange_to_a_file(
 
 
 def test_ask_answers_while_the_database_is_locked_and_saves_afterwards(home: Path):
-    """The real command on the real model: another process holds the history for longer than
-    the busy timeout; the answer comes first, the exchange is saved once the lock is gone."""
+    """The real command on the real model: another process holds the history while the
+    question would be saved; the answer comes first (after at most QUESTION_WAIT_S), and the
+    exchange is saved once the lock is gone."""
     ConversationStore().close()
     ready = threading.Event()
     holder = threading.Thread(
-        target=hold_lock, args=(db_path(), db.BUSY_TIMEOUT_S + 8, ready), daemon=True
+        target=hold_lock, args=(db_path(), recorder.QUESTION_WAIT_S + 6, ready), daemon=True
     )
     holder.start()
     ready.wait(5)
