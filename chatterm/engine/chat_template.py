@@ -10,59 +10,64 @@ and ``sort_keys``, the globals ``raise_exception`` and ``strftime_now``, and the
 tokens. Templates are code from model files, so chatterm's budgets
 (:mod:`chatterm.jinja_sandbox`) stay on top.
 
-**Content never becomes control tokens, yet the template sees it.** Templates look at content
-(Qwen3 strips earlier ``<think>`` blocks, many ``| trim`` it), so they render the real text. Only
-the text of the vocabulary's *control* tokens (``<|im_end|>``, ``<start_of_turn>``…) is swapped,
-inside content, for private-use sentinel characters before rendering; after rendering each
-sentinel becomes a plain-text segment again (tokenized with ``special=False``) and everything
-else is tokenized in one piece, as llama.cpp and transformers do.
+**Content never becomes control tokens, yet the template sees it** (Qwen3 strips earlier
+``<think>`` blocks, many templates ``| trim`` content): see :mod:`chatterm.engine.control_text`.
 
 **Templates without a system role** (Gemma 2, several Mistral templates) get the system prompt
 folded into the first user message, as llama.cpp and ollama do, with a note saying so.
 
-**Models without a template** get a format chosen from their vocabulary (:func:`choose_format`).
+**Models without a template** get a format chosen from their vocabulary
+(:mod:`chatterm.engine.chat_formats`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chatterm.engine.chat_formats import (
+    CHATML_TEMPLATE,
+    FALLBACK_TEMPLATE,
+    GEMMA_TEMPLATE,
+    LLAMA3_TEMPLATE,
+    PLAIN_TEMPLATE,
+    ChatFormat,
+    choose_format,
+    looks_instruct,
+)
+from chatterm.engine.control_text import Segment, neutralise, restore
 from chatterm.engine.events import ChatMessage
 from chatterm.errors import ChatTemplateError
 from chatterm.jinja_sandbox import RenderError
 
-MAX_OUTPUT_CHARS = 4_000_000
+__all__ = [  # the formats and segments are declared in their own modules, re-exported here
+    "CHATML_TEMPLATE",
+    "FALLBACK_TEMPLATE",
+    "FOLD_NOTE",
+    "GEMMA_TEMPLATE",
+    "LLAMA3_TEMPLATE",
+    "PLAIN_TEMPLATE",
+    "ChatFormat",
+    "Rendered",
+    "Segment",
+    "as_dict",
+    "choose_format",
+    "fold_system",
+    "has_system_role",
+    "looks_instruct",
+    "neutralise",
+    "render",
+    "render_conversation",
+    "render_segments",
+    "render_text",
+    "restore",
+]
 
-PLAIN_TEMPLATE = (
-    "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}\n\n"
-    "{% elif m.role == 'user' %}{{ m.content }}{% else %}{{ m.content }}\n\n{% endif %}"
-    "{% endfor %}"
-)
-CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
-    "<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n"
-    "{{ m.content | trim }}<end_of_turn>\n{% endfor %}"
-    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
-LLAMA3_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content | trim }}<|eot_id|>"
-    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
-    "{% endif %}"
-)
-# Kept for callers of the old name: the plain-text format.
-FALLBACK_TEMPLATE = PLAIN_TEMPLATE
+MAX_OUTPUT_CHARS = 4_000_000
 
 FOLD_NOTE = (
     "this model's chat template has no system role: the system prompt was put at the start of "
@@ -70,62 +75,6 @@ FOLD_NOTE = (
 )
 _SYSTEM_PROBE = "chatterm-probe-system-7f3a"
 _USER_PROBE = "chatterm-probe-user-7f3a"
-
-
-@dataclass(frozen=True)
-class ChatFormat:
-    """How a model's conversations become text: ``name`` is ``"template"`` (the model's own
-    chat template) or a fallback (``"chatml"``, ``"gemma"``, ``"llama3"``, ``"plain"``);
-    ``source`` the Jinja source used; ``reason`` one line saying why, for ``models show``."""
-
-    name: str
-    source: str
-    reason: str
-
-    @property
-    def label(self) -> str:
-        return "the model's own chat template" if self.name == "template" else self.name
-
-
-_FALLBACKS = (
-    ("<|im_start|>", "chatml", CHATML_TEMPLATE, "ChatML"),
-    ("<start_of_turn>", "gemma", GEMMA_TEMPLATE, "Gemma's turn format"),
-    ("<|start_header_id|>", "llama3", LLAMA3_TEMPLATE, "Llama 3's header format"),
-)
-_INSTRUCT = re.compile(r"(?:^|[^a-z])(instruct|chat|it|sft|rlhf|dpo|assistant)(?:[^a-z]|$)")
-
-
-def looks_instruct(*names: str | None) -> bool:
-    """Whether a model name, file name or metadata field says the model was tuned to chat
-    (``instruct``, ``chat``, ``it``, ``sft``…); base models stay on plain text."""
-    return any(n and _INSTRUCT.search(n.lower()) for n in names)
-
-
-def choose_format(template: str | None, has_token: Any, instruct: bool) -> ChatFormat:
-    """The model's own template when it has one; else a format its vocabulary was trained for
-    (``has_token(text)``: whether ``text`` is one special token) when the model is tuned to
-    chat; else plain text."""
-    if template:
-        return ChatFormat("template", template, "the chat template in the model file")
-    if instruct:
-        for marker, name, source, what in _FALLBACKS:
-            if has_token(marker):
-                return ChatFormat(
-                    name,
-                    source,
-                    f"no chat template in the file; the vocabulary has {marker}: {what}",
-                )
-        return ChatFormat("plain", PLAIN_TEMPLATE, "no chat template and no known turn markers")
-    return ChatFormat("plain", PLAIN_TEMPLATE, "no chat template in the file and a base model")
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of the rendered prompt: tokenized with special tokens parsed (``special``) or
-    as plain text (control-token text that came from message content)."""
-
-    text: str
-    special: bool
 
 
 @dataclass(frozen=True)
@@ -325,75 +274,6 @@ def fold_system(
             m["content"] = f"{system}\n\n{m.get('content') or ''}" if system else m["content"]
             return rest, True
     return [{"role": "user", "content": system}, *rest], True
-
-
-# -- control-token text in content -----------------------------------------------------------
-
-_SENTINEL_BASES = (0xF0000, 0x100000, 0xE000)
-
-
-@functools.lru_cache(maxsize=8)
-def _control_pattern(control_texts: frozenset[str]) -> re.Pattern[str] | None:
-    texts = sorted((t for t in control_texts if t), key=len, reverse=True)
-    if not texts:
-        return None
-    return re.compile("|".join(re.escape(t) for t in texts))
-
-
-def _pick_base(strings: Iterable[str]) -> int:
-    for base in _SENTINEL_BASES:
-        lo, hi = base, base + 0x1000
-        if not any(lo <= ord(ch) < hi for s in strings for ch in s if ord(ch) >= 0xE000):
-            return base
-    raise ChatTemplateError("the messages use every private-use character range chatterm needs")
-
-
-def neutralise(
-    messages: Sequence[dict[str, Any]], control_texts: frozenset[str]
-) -> tuple[list[dict[str, Any]], list[str], int]:
-    """Swap control-token text inside message fields for sentinel characters; returns the new
-    messages, the swapped texts in sentinel order, and the sentinel base code point."""
-    pattern = _control_pattern(control_texts)
-    if pattern is None:
-        return [dict(m) for m in messages], [], 0
-    strings = [v for m in messages for k, v in m.items() if k != "role" and isinstance(v, str)]
-    if not any(pattern.search(s) for s in strings):
-        return [dict(m) for m in messages], [], 0
-    base = _pick_base(strings)
-    swapped: list[str] = []
-
-    def swap(match: re.Match[str]) -> str:
-        if len(swapped) >= 0x1000:
-            raise ChatTemplateError("the messages hold more than 4,096 control-token texts")
-        swapped.append(match.group(0))
-        return chr(base + len(swapped) - 1)
-
-    out = []
-    for m in messages:
-        out.append(
-            {
-                k: pattern.sub(swap, v) if k != "role" and isinstance(v, str) else v
-                for k, v in m.items()
-            }
-        )
-    return out, swapped, base
-
-
-def restore(text: str, swapped: Sequence[str], base: int) -> list[Segment]:
-    """Split rendered ``text`` at sentinels: scaffold segments and plain-text segments."""
-    if not swapped:
-        return [Segment(text, True)] if text else []
-    sentinel = re.compile(f"[{chr(base)}-{chr(base + len(swapped) - 1)}]")
-    segments: list[Segment] = []
-    pos = 0
-    for match in sentinel.finditer(text):
-        if match.start() > pos:
-            segments.append(Segment(text[pos : match.start()], True))
-        segments.append(Segment(swapped[ord(match.group(0)) - base], False))
-        pos = match.end()
-    if pos < len(text):
-        segments.append(Segment(text[pos:], True))
-    return segments
 
 
 def render_conversation(
