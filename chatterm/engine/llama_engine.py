@@ -646,6 +646,7 @@ class LlamaEngine:
             piece_bytes = self._piece_bytes
             decode_text = decoder.decode
             sample = sampler.sample
+            chain_ptr = sampler.sampler
             now = time.perf_counter
             max_tokens = sampling.max_tokens
             input_ids = llm.input_ids
@@ -663,13 +664,15 @@ class LlamaEngine:
                 if top_logprobs:
                     logits, log_z, top = self.top_candidates(top_logprobs)
                 forced = False
-                if grammar is not None:  # masks what the grammar rejects before the chain
-                    allowed = grammar.apply(self.logits())
-                    if not len(allowed):
-                        reason, error = "error", "the grammar allows no next token"
-                        break
-                    forced = is_forced(allowed, piece_bytes, lambda t: is_eog(vocab, t))
-                token = sample(ctx, -1)
+                if grammar is None:
+                    token = sample(ctx, -1)
+                else:  # the grammar checks the chain's pick (see engine.grammar)
+                    row = self.logits()
+                    if top_logprobs:  # the lab wants to know whether it left any choice
+                        allowed = grammar.allowed(row).nonzero()[0]
+                        forced = is_forced(allowed, piece_bytes, lambda t: is_eog(vocab, t))
+                    token, _ = grammar.sample(chain_ptr, row)
+                    llama_cpp.llama_sampler_accept(chain_ptr, token)
                 if top_logprobs:
                     prob = math.exp(float(logits[token]) - log_z)
                 last_at = now()

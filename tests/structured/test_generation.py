@@ -25,8 +25,10 @@ BOUNDED = {
 QUESTION = [ChatMessage("user", "Describe Bob, who is 41 and cheerful, as JSON.")]
 
 
-def _reply(engine, settings: SamplingSettings) -> tuple[str, list[Token], Finished]:
-    events = list(engine.generate(QUESTION, settings))
+def _reply(
+    engine, settings: SamplingSettings, top_logprobs: int = 0
+) -> tuple[str, list[Token], Finished]:
+    events = list(engine.generate(QUESTION, settings, top_logprobs=top_logprobs))
     tokens = [e for e in events if isinstance(e, Token)]
     finished = events[-1]
     assert isinstance(finished, Finished)
@@ -36,13 +38,16 @@ def _reply(engine, settings: SamplingSettings) -> tuple[str, list[Token], Finish
 def test_greedy_reply_under_a_schema_is_valid_json_with_forced_tokens(real_engine) -> None:
     schema = structured.canonical(BOUNDED)
     settings = SamplingSettings(temperature=0, seed=1, max_tokens=80, schema=schema)
-    text, tokens, finished = _reply(real_engine, settings)
+    text, tokens, finished = _reply(real_engine, settings, top_logprobs=2)
     assert finished.reason == "stop" and finished.error is None
     data = structured.validate_reply(text, schema)
     assert set(data) == {"name", "age", "happy"}
     # Fixed keys leave the grammar one choice at many positions; the model chose the rest.
     assert any(t.forced for t in tokens) and not all(t.forced for t in tokens)
-    free = _reply(real_engine, SamplingSettings(temperature=0, seed=1, max_tokens=8))[1]
+    # Without probabilities the full pass is skipped: the same reply, nothing marked forced.
+    quick, quick_tokens, _ = _reply(real_engine, settings)
+    assert quick == text and not any(t.forced for t in quick_tokens)
+    free = _reply(real_engine, SamplingSettings(temperature=0, seed=1, max_tokens=8), 2)[1]
     assert not any(t.forced for t in free)
 
 
@@ -53,6 +58,8 @@ def test_sampled_replies_under_a_schema_are_valid_for_every_seed(real_engine, se
     text, _, finished = _reply(real_engine, settings)
     assert finished.reason == "stop", text
     structured.validate_reply(text, schema)
+    # The seed alone decides the reply: asking for probabilities does not change it.
+    assert _reply(real_engine, settings, top_logprobs=1)[0] == text
 
 
 def test_a_raw_grammar_limits_the_reply_to_its_language(real_engine) -> None:
