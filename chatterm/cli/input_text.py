@@ -18,6 +18,10 @@ import sys
 
 from chatterm.errors import ContextOverflowError
 
+MAX_STDIN_BYTES = 64 << 20
+"""The most stdin any command reads when no context window bounds it (``tokenize``, ``render``,
+the lab): ``cat /dev/zero | chatterm tokenize`` must not read forever."""
+
 _noted = False
 
 
@@ -68,9 +72,12 @@ def read_stdin(
     limit: int | None = None, *, window: int | None = None, per_token: int | None = None
 ) -> str:
     """Text piped on stdin ("" when stdin is a terminal or absent), decoded by the policy
-    above. With ``limit``, more than ``limit`` bytes raise :class:`ContextOverflowError` (exit
-    4) after reading at most ``limit + 1`` bytes; ``window`` (tokens) and ``per_token`` (the
-    model's longest token, in bytes) explain the limit in the message."""
+    above. More than ``limit`` bytes (default :data:`MAX_STDIN_BYTES`) raise
+    :class:`ContextOverflowError` (exit 4) after reading at most ``limit + 1`` bytes;
+    ``window`` (tokens) and ``per_token`` (the model's longest token, in bytes) explain the
+    limit in the message."""
+    if limit is None:
+        limit = MAX_STDIN_BYTES
     stream = sys.stdin
     if stream is None or stream.closed:
         return ""
@@ -79,20 +86,19 @@ def read_stdin(
             return ""
         buffer = getattr(stream, "buffer", None)
         if buffer is None:  # replaced by a text-only stream (tests, embedding)
-            text = stream.read() if limit is None else stream.read(limit + 1)
+            text = stream.read(limit + 1)
             raw = text.encode("utf-8", errors="surrogateescape")
         else:
-            raw = buffer.read() if limit is None else buffer.read(limit + 1)
+            raw = buffer.read(limit + 1)
     except (OSError, ValueError):
         return ""
-    if limit is not None and len(raw) > limit:
+    if len(raw) > limit:
         why = (
             f"; no token of this model covers more than {per_token} bytes, so that is more "
             f"than the {window:,}-token context window can hold"
             if window and per_token
             else ""
         )
-        raise ContextOverflowError(
-            f"stdin holds more than {limit:,} bytes{why}; send less or raise --ctx-size"
-        )
+        advice = "send less or raise --ctx-size" if why else "send less"
+        raise ContextOverflowError(f"stdin holds more than {limit:,} bytes{why}; {advice}")
     return decode(raw)

@@ -108,3 +108,13 @@ def test_an_oversized_message_is_refused_without_tokenizing(real_engine):
     text = "x" * (real_engine.max_input_bytes + 1)
     with bounded("engine: oversized message"), pytest.raises(ContextOverflowError, match="bytes"):
         list(real_engine.generate([ChatMessage("user", text)], SamplingSettings(max_tokens=4)))
+
+
+def test_stdin_without_a_window_is_still_bounded():
+    """`tokenize` has no context window, but an endless pipe must not be read forever."""
+    from chatterm.cli.input_text import MAX_STDIN_BYTES
+
+    result = run_limited(
+        "tokenize", input=b"\0" * (MAX_STDIN_BYTES + 1), case="stdin: tokenize 64 MiB + 1"
+    )
+    assert_one_line_error(result, 4, "stdin holds more than")
