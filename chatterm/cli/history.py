@@ -130,7 +130,9 @@ def search(
     limit: int = typer.Option(20, "--limit", "-n", help=LIMIT_HELP),
 ) -> None:
     """Find messages containing every word of QUERY (prefixes match, case ignored)."""
-    text = " ".join(query)
+    from chatterm.cli.input_text import clean_all
+
+    text = " ".join(clean_all(query))
     with _store() as store:
         hits = store.search(text, limit=-1)  # all, to say how many are not shown
     hidden = max(0, len(hits) - limit) if limit > 0 else 0
@@ -159,8 +161,10 @@ def rename(
     title: list[str] = typer.Argument(..., help="The new title."),
 ) -> None:
     """Give a conversation a new title."""
+    from chatterm.cli.input_text import clean_all
+
     with _store() as store:
-        conversation = store.rename(conversation_id, " ".join(title))
+        conversation = store.rename(conversation_id, " ".join(clean_all(title)))
     print(f"{conversation.id}  {conversation.title}")
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from chatterm import paths
 from chatterm.attachments import Attachment
-from chatterm.errors import UsageError
+from chatterm.errors import StoreError, UsageError
 from chatterm.store import db, ids, transfer
 from chatterm.store.db import connect, describe, now, parse_timestamp, timestamp, transaction
 from chatterm.store.migrations import migrate
@@ -51,7 +51,8 @@ _UNSET: Any = object()
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """Serialise calls from several threads and turn sqlite3 failures into ``StoreError``."""
+    """Serialise calls from several threads and turn sqlite3 failures into ``StoreError`` (text
+    that cannot be stored, such as a lone surrogate from undecodable input, too)."""
 
     @functools.wraps(method)
     def wrapper(self: ConversationStore, *args: Any, **kwargs: Any) -> T:
@@ -60,6 +61,10 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
                 return method(self, *args, **kwargs)
             except sqlite3.Error as exc:
                 raise describe(exc, self.path) from None
+            except UnicodeEncodeError as exc:
+                raise StoreError(
+                    f"{self.path}: text that is not valid Unicode cannot be saved ({exc.reason})"
+                ) from None
 
     return wrapper
 

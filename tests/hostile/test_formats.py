@@ -340,3 +340,29 @@ def test_invalid_utf8_in_an_argument_under_an_ascii_locale_is_kept(home: Path):
     assert saved_questions() == [
         "na\N{REPLACEMENT CHARACTER}ve question: caf\N{LATIN SMALL LETTER E WITH ACUTE}?"
     ]
+
+
+def test_invalid_utf8_in_a_title_argument_is_replaced_and_saved(home: Path):
+    with ConversationStore() as store:
+        conversation = store.import_json({"messages": [{"role": "user", "content": "hi"}]})
+    result = run_limited(
+        "history",
+        "rename",
+        conversation.id,
+        os.fsdecode(b"caf\xe9 notes"),
+        case="utf-8: history rename",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("not valid UTF-8") == 1
+    with ConversationStore() as store:
+        assert store.get_conversation(conversation.id).title == "caf\N{REPLACEMENT CHARACTER} notes"
+
+
+def test_text_the_store_cannot_encode_is_one_store_error(chatterm_home):
+    """Whatever edge a lone surrogate slips past, the store says so in one line."""
+    from chatterm.errors import StoreError
+
+    with ConversationStore() as store, bounded("store: lone surrogate"):
+        conversation = store.create_conversation()
+        with pytest.raises(StoreError, match="not valid Unicode"):
+            store.add_user_message(conversation.id, "bad \udcff byte")
