@@ -41,6 +41,9 @@ _KEEP_ARRAY_ITEMS = 64
 # "fits in the file" alone does not bound the work: every count also has a ceiling far above
 # what real models use (the largest vocabularies hold ~262k tokens, merges ~300k, tensors a
 # few thousand).
+# Tokens that mark chat turns in the formats chatterm falls back to (see engine/chat_formats.py).
+TURN_MARKERS = frozenset({b"<|im_start|>", b"<start_of_turn>", b"<|start_header_id|>"})
+_MARKER_LENGTHS = frozenset(len(m) for m in TURN_MARKERS)
 _MAX_KV = 100_000
 _MAX_TENSORS = 1 << 18
 _MAX_DIMS = 4  # GGML_MAX_DIMS
@@ -152,6 +155,9 @@ class GGUFInfo:
     max_token_bytes: int = 0
     """The longest token text in the vocabulary (bytes): a text of ``B`` bytes needs at least
     ``B / max_token_bytes`` tokens, which proves oversized input cannot fit before tokenizing."""
+    turn_markers: frozenset[str] = frozenset()
+    """Which of :data:`TURN_MARKERS` the vocabulary holds: what a chat format can be chosen from
+    when the file has no chat template, without asking llama.cpp to read the vocabulary."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -228,6 +234,7 @@ class _Reader:
         self.items_left = _MAX_TOTAL_ITEMS
         self.bytes_left = _MAX_STRING_BYTES * 4  # for all the strings kept, together
         self.longest = 0  # the longest string skipped by the last skip_strings
+        self.markers: set[bytes] = set()  # TURN_MARKERS seen by skip_strings
 
     def fail(self, why: str) -> ModelError:
         return ModelError(f"{self.path} is not a usable GGUF file: {why}")
@@ -279,6 +286,8 @@ class _Reader:
             if pos + 8 > size:
                 raise self.fail("it is truncated or corrupt (a string runs past the end)")
             n = unpack_from(buf, pos)[0]
+            if n in _MARKER_LENGTHS and buf[pos + 8 : pos + 8 + n] in TURN_MARKERS:
+                self.markers.add(bytes(buf[pos + 8 : pos + 8 + n]))
             if n > longest:
                 if n > _MAX_STRING_BYTES:
                     raise self.fail(f"a string claims {n:,} bytes")
@@ -383,17 +392,21 @@ def _parse(r: _Reader) -> tuple[GGUFInfo, int]:
     types: dict[str, tuple[int, int | None]] = {}
     lengths: dict[str, int] = {}
     max_token_bytes = 0
+    markers: frozenset[str] = frozenset()
     for _ in range(n_kv):
         key = r.string(_MAX_KEY_BYTES, "a metadata key")
         vtype = r.unpack("<I")
         start = r.pos
-        r.longest = 0
+        r.longest, r.markers = 0, set()
         metadata[key] = r.value(vtype, key, lengths)
         itype = struct.unpack_from("<I", r.buf, start)[0] if vtype == _ARRAY else None
         types[key] = (vtype, itype)
         if key == "tokenizer.ggml.tokens" and types[key] == (_ARRAY, _STRING):
             value = metadata[key]
             max_token_bytes = r.longest if value is None else _longest(value)
+            if value is not None:  # a short vocabulary is kept whole
+                r.markers |= {m for m in TURN_MARKERS if m.decode() in value}
+            markers = frozenset(m.decode() for m in r.markers)
     _check_types(r, metadata, types)
     tensors: list[TensorInfo] = []
     for _ in range(n_tensors):
@@ -405,7 +418,7 @@ def _parse(r: _Reader) -> tuple[GGUFInfo, int]:
         tensors.append(TensorInfo(name, shape, r.unpack("<I"), r.unpack("<Q")))
     alignment = metadata.get("general.alignment", 32)
     data_start = -(-r.pos // alignment) * alignment
-    info = GGUFInfo(r.path, version, metadata, lengths, tensors, r.size, max_token_bytes)
+    info = GGUFInfo(r.path, version, metadata, lengths, tensors, r.size, max_token_bytes, markers)
     return info, data_start
 
 

@@ -70,8 +70,8 @@ def looks_instruct(*names: str | None) -> bool:
 
 def choose_format(template: str | None, has_token: Any, instruct: bool) -> ChatFormat:
     """The model's own template when it has one; else a format its vocabulary was trained for
-    (``has_token(text)``: whether ``text`` is one special token) when the model is tuned to
-    chat; else plain text."""
+    (``has_token(text)``: whether the vocabulary holds the token ``text``) when the model is
+    tuned to chat; else plain text."""
     if template:
         return ChatFormat("template", template, "the chat template in the model file")
     if instruct:

@@ -80,21 +80,20 @@ def load_model(path: Path, *, vocab_only: bool) -> Any:
 
 
 def chat_format_of(path: str | Path, info: GGUFInfo | None = None) -> chat_template.ChatFormat:
-    """The chat format a model file gets (its own template, else a fallback chosen from its
-    vocabulary, loaded vocab-only for that). Raises :class:`ModelError`."""
+    """The chat format a model file gets: its own template, else a fallback chosen from the
+    turn markers its vocabulary holds (read by chatterm's own GGUF reader, so ``models show``
+    never hands an untrusted file's vocabulary to llama.cpp) when its name or metadata says it
+    is tuned to chat. Raises :class:`ModelError` when the file cannot be read."""
     info = info or read_gguf(path)
-    if info.chat_template:
-        return chat_template.choose_format(info.chat_template, None, True)
-    try:
-        model = load_model(Path(path), vocab_only=True)
-    except ModelError:  # models show still describes a file llama.cpp cannot read
-        reason = "no chat template, and llama.cpp cannot read the vocabulary to pick a format"
-        return chat_template.ChatFormat("plain", chat_template.PLAIN_TEMPLATE, reason)
-    vocab = Vocabulary(model, Path(path), info)
-    try:
-        return vocab.chat_format
-    finally:
-        vocab.close()
+
+    def text(key: str) -> str | None:
+        value = info.get(key)
+        return value if isinstance(value, str) else None
+
+    instruct = chat_template.looks_instruct(
+        info.name, text("general.finetune"), text("general.basename"), Path(path).name
+    )
+    return chat_template.choose_format(info.chat_template, info.turn_markers.__contains__, instruct)
 
 
 class Vocabulary:
@@ -199,14 +198,6 @@ class Vocabulary:
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return b"".join(self.piece_bytes(t) for t in token_ids).decode("utf-8", "replace")
 
-    def has_token(self, text: str) -> bool:
-        """Whether ``text`` is one control or user-defined token of this vocabulary."""
-        import llama_cpp
-
-        ids = self.token_ids(text, special=True)
-        marked = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
-        return len(ids) == 1 and bool(self.attr(ids[0]) & marked)
-
     def control_texts_in(
         self, messages: Sequence[ChatMessage] | Sequence[Mapping[str, Any]]
     ) -> frozenset[str]:
@@ -240,15 +231,9 @@ class Vocabulary:
 
     @functools.cached_property
     def chat_format(self) -> chat_template.ChatFormat:
-        """The model's own chat template, or the fallback its vocabulary suggests."""
-        info = self.info
-        instruct = chat_template.looks_instruct(
-            info.name,
-            info.get("general.finetune") if isinstance(info.get("general.finetune"), str) else None,
-            info.get("general.basename") if isinstance(info.get("general.basename"), str) else None,
-            self.path.name,
-        )
-        return chat_template.choose_format(info.chat_template, self.has_token, instruct)
+        """The model's own chat template, or the fallback its vocabulary suggests (see
+        :func:`chat_format_of`: ``models show`` and ``render`` decide alike)."""
+        return chat_format_of(self.path, self.info)
 
     def render(
         self,
