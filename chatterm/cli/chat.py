@@ -26,12 +26,13 @@ def run_chat(
     Resolve everything that can fail with a one-line message first (config, model name,
     persona, database), then run the app; the model itself loads inside the app."""
     from chatterm.config import load_config
-    from chatterm.services import EngineOptions, resolve
+    from chatterm.services import EngineOptions, resolve, window_size
     from chatterm.tui.factory import make_app, make_services
 
     config = load_config()
     options = EngineOptions(model=model, ctx_size=ctx_size, threads=threads, gpu_layers=gpu_layers)
     resolve(options, config)  # an unknown model name fails here, before the screen is drawn
+    window_size(options, config)  # and so does a --ctx-size out of range
     services = make_services(options, persona=persona, config=config)
     app = make_app(services)
     try:

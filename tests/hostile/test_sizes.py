@@ -118,3 +118,8 @@ def test_stdin_without_a_window_is_still_bounded():
         "tokenize", input=b"\0" * (MAX_STDIN_BYTES + 1), case="stdin: tokenize 64 MiB + 1"
     )
     assert_one_line_error(result, 4, "stdin holds more than")
+
+
+def test_the_chat_app_refuses_a_bad_window_before_drawing():
+    result = run_limited("chat", "--ctx-size", "-5", case="ctx: chat --ctx-size -5")
+    assert_one_line_error(result, 2, "--ctx-size")
