@@ -32,17 +32,21 @@ def templates():
 
 def test_every_real_template_renders_as_transformers_does(templates):
     failures = []
-    total = agree = 0
+    total = agree = refused = 0
     for path in templates:
         source = path.read_text(encoding="utf-8")
         for result in compare(source, _chatterm):
             total += 1
             agree += result.agree
+            refused += result.outcome == "both refuse"
             if not result.agree:
                 failures.append(
                     f"{path.name} / {result.conversation}: {result.outcome} {result.detail}"
                 )
-    print(f"\ntemplate conformance: {agree}/{total} cases agree ({len(templates)} templates)")
+    print(
+        f"\ntemplate conformance: {agree}/{total} cases agree ({len(templates)} templates; "
+        f"{refused} of them both refuse)"
+    )
     assert total == len(templates) * len(CONVERSATIONS)
     assert not failures, "\n".join(failures)
 
