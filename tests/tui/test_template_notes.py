@@ -44,3 +44,24 @@ async def test_the_prompt_view_says_the_system_prompt_was_folded(make, starter_p
     assert "no system role" in shown and "first user message" in shown
     assert "<|im_start|>system" not in view.text
     assert view.text.index("<|im_start|>user") < view.text.index("What is a token?")
+
+
+async def test_a_persona_nested_100000_deep_breaks_neither_the_picker_nor_the_typed_text(make):
+    from chatterm import prompts
+    from chatterm.tui.screens.picker import PickerScreen
+
+    folder = prompts.user_dir("persona")
+    folder.mkdir(parents=True, exist_ok=True)
+    deep = "+++\na = " + "[" * 100000 + "]" * 100000 + "\n+++\nYou are deep.\n"
+    (folder / "deep.md").write_text(deep, encoding="utf-8")
+    app = make()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.prompt.text = "words I typed"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, PickerScreen)
+        labels = [str(o.prompt) for o in app.screen.query_one("#picker-options").options]
+        assert any("deep" in label for label in labels) and any("concise" in x for x in labels)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.chat.prompt.text == "words I typed"
