@@ -15,7 +15,7 @@ from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from chatterm.attachments import user_content
 from chatterm.engine.base import Engine
@@ -35,6 +35,7 @@ from chatterm.tui.messages import (
     ModelLoadFailed,
 )
 from chatterm.tui.widgets.attachment_bar import AttachmentBar
+from chatterm.tui.widgets.chat_footer import ChatFooter
 from chatterm.tui.widgets.conversation_list import ConversationList
 from chatterm.tui.widgets.prompt_input import PromptInput
 from chatterm.tui.widgets.sampling_panel import SamplingPanel
@@ -126,7 +127,7 @@ class ChatBase(Screen[None]):
                     id="prompt", placeholder="Message (Enter sends, Ctrl+J newline, F1 help)"
                 )
             yield SidePanel(self.settings, id="side-panel")
-        yield Footer()
+        yield ChatFooter()
 
     def _persona_label(self) -> tuple[str | None, str]:
         if self.persona is None:

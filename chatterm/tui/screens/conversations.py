@@ -17,6 +17,7 @@ from chatterm.tui.screens.dialogs import ConfirmScreen, TextPromptScreen
 from chatterm.tui.screens.picker import PickerScreen, PickItem
 from chatterm.tui.widgets.conversation_list import ConversationItem, ConversationList
 from chatterm.tui.widgets.message_view import Entry
+from chatterm.tui.widgets.side_panel import SidePanel
 
 LIST_LIMIT = 200
 NO_PERSONA = "\x00none"
@@ -234,6 +235,13 @@ class ConversationsScreen(ChatBase):
         )
 
     # -- panels ----------------------------------------------------------------------------
+
+    @on(SidePanel.IdentityChanged)
+    def _identity_changed(self, event: SidePanel.IdentityChanged) -> None:
+        """The model and persona also under the input, so they are seen where the panel is
+        hidden (below 90 columns, or after ctrl+t)."""
+        who = event.model + (f" · {event.persona}" if event.persona else "")
+        self.prompt.border_subtitle = who if who else None
 
     def action_toggle_conversations(self) -> None:
         widget = self.conversations

@@ -201,6 +201,8 @@ class AssistantMessage(MessageView):
             with self.app.batch_update():
                 await self.query_one(Markdown).append(settled)
                 open_block.clear()
+                # Apart from the blocks above it, as the next block will be.
+                open_block.add_class("-after-blocks")
                 open_block.show(splitter.tail)
         else:
             open_block.show(splitter.tail)
@@ -211,6 +213,7 @@ class AssistantMessage(MessageView):
         self.entry.status = status
         self.entry.finish_reason = finish_reason
         self.query_one(OpenBlock).clear()
+        self.query_one(OpenBlock).remove_class("-after-blocks")
         await self.query_one(Markdown).update(self.entry.content)
         self.refresh_header()
 

@@ -3,12 +3,13 @@ stats. Nothing here is hidden: every figure the engine reports has a place."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import ProgressBar, Static
 
 from chatterm.engine.events import Stats
@@ -129,9 +130,24 @@ class ReplyStats(Static):
 class SidePanel(VerticalScroll):
     """Model, persona, sampling, context and stats, top to bottom."""
 
+    @dataclass
+    class IdentityChanged(Message):
+        """The model or persona shown changed; where the panel is hidden (narrow terminals)
+        the screen shows them elsewhere."""
+
+        panel: SidePanel
+        model: str
+        persona: str | None
+
+        @property
+        def control(self) -> SidePanel:
+            return self.panel
+
     def __init__(self, settings: SamplingSettings, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._settings = settings
+        self.model_name = ""
+        self.persona_name: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Model", classes="panel-title")
@@ -160,6 +176,8 @@ class SidePanel(VerticalScroll):
         self.query_one("#model-info", Static).update(
             Content.assemble((name, "bold"), f"\n{detail}" if detail else "")
         )
+        self.model_name = name
+        self.post_message(self.IdentityChanged(self, name, self.persona_name))
 
     def show_persona(self, name: str | None, description: str = "") -> None:
         self.query_one("#persona-info", Static).update(
@@ -168,3 +186,5 @@ class SidePanel(VerticalScroll):
                 (f"\n{description}" if description else "", "dim italic"),
             )
         )
+        self.persona_name = name
+        self.post_message(self.IdentityChanged(self, self.model_name, name))
