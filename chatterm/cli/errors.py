@@ -23,7 +23,6 @@ def handle_errors(func: F) -> F:
     """Wrap a command: ``ChattermError`` → its message and exit code; Ctrl-C → exit 130,
     SIGTERM/SIGHUP → 143/129 (see :mod:`chatterm.cli.signals`); a file-system failure (a
     read-only home, a full disk) → one line naming the file, exit 1."""
-    from chatterm.cli import signals
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -32,6 +31,8 @@ def handle_errors(func: F) -> F:
         except ChattermError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt as exc:
+            from chatterm.cli import signals
+
             print(file=sys.stderr)
             raise typer.Exit(signals.exit_code(exc)) from None
         except BrokenPipeError:
