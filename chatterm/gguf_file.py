@@ -158,6 +158,8 @@ class GGUFInfo:
     turn_markers: frozenset[str] = frozenset()
     """Which of :data:`TURN_MARKERS` the vocabulary holds: what a chat format can be chosen from
     when the file has no chat template, without asking llama.cpp to read the vocabulary."""
+    data_start: int = 0
+    """Where the tensor data begins in the file (bytes); a tensor's ``offset`` counts from here."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -370,6 +372,7 @@ def _read(path: Path) -> GGUFInfo:
         except (OSError, ValueError) as exc:  # mmap refused (e.g. the file shrank meanwhile)
             raise ModelError(f"cannot read {path}: {exc}") from None
     _check_tensor_data(info, data_start)
+    info.data_start = data_start
     return info
 
 

@@ -48,9 +48,12 @@ def copy_gguf(
     template: object = KEEP,
     name: object = KEEP,
     vocab_only: bool = False,
+    architecture: object = KEEP,
 ) -> Path:
     """Write ``dst``: ``src`` with ``tokenizer.chat_template`` set to ``template`` (``None``
-    removes it) and ``general.name`` to ``name``, without tensors when ``vocab_only``."""
+    removes it), ``general.name`` to ``name`` and ``general.architecture`` to
+    ``architecture`` (the ``<arch>.*`` keys keep their names), without tensors when
+    ``vocab_only``."""
     buf = Path(src).read_bytes()
     magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", buf, 0)
     assert magic == b"GGUF" and version == 3
@@ -66,8 +69,10 @@ def copy_gguf(
         pos = _skip_value(buf, pos + 4, vtype)
         if key == "general.alignment":
             (alignment,) = struct.unpack_from("<I", buf, pos - 4)
-        if (key == "tokenizer.chat_template" and template is not KEEP) or (
-            key == "general.name" and name is not KEEP
+        if (
+            (key == "tokenizer.chat_template" and template is not KEEP)
+            or (key == "general.name" and name is not KEEP)
+            or (key == "general.architecture" and architecture is not KEEP)
         ):
             continue
         kept.append(buf[start:pos])
@@ -75,6 +80,8 @@ def copy_gguf(
         kept.append(_kv_string("tokenizer.chat_template", template))
     if isinstance(name, str):
         kept.append(_kv_string("general.name", name))
+    if isinstance(architecture, str):
+        kept.append(_kv_string("general.architecture", architecture))
     infos_start = pos
     for _ in range(n_tensors):
         (nlen,) = struct.unpack_from("<Q", buf, pos)

@@ -501,5 +501,8 @@ def rerun_command(
 
 
 def register(app: typer.Typer) -> None:
+    from chatterm.cli import lab_inside
+
     app.command("tokenize")(handle_errors(tokenize))
+    lab_inside.register(lab_app)
     app.add_typer(lab_app)

@@ -44,3 +44,19 @@ def test_lab_help_loads_no_heavy_library(args):
     )
     loaded = loaded_modules(code)
     assert not loaded & {"textual", "llama_cpp", "numpy", "jinja2", "rich"}
+
+
+@pytest.mark.parametrize("module", ["chatterm.lab.attention", "chatterm.lab.lens"])
+def test_inside_views_import_no_ui_and_no_llama_cpp(module):
+    assert not loaded_modules(f"import {module}") & {"textual", "rich", "llama_cpp"}
+
+
+@pytest.mark.parametrize("view", ["attention", "lens"])
+def test_inside_views_help_loads_no_heavy_library(view):
+    code = (
+        "import sys\n"
+        f"sys.argv = ['chatterm', 'lab', {view!r}, '--help']\n"
+        "from chatterm.cli.app import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass"
+    )
+    assert not loaded_modules(code) & {"textual", "llama_cpp", "numpy", "jinja2", "rich"}
