@@ -46,7 +46,7 @@ from chatterm.tui.widgets.message_view import AssistantMessage, MessageView
 from chatterm.tui.widgets.prob_text import ProbView
 
 SENT_PROMPTS_KEPT = 64
-PROBS_TITLE = "probabilities on · F10 inspects a token"
+PROBS_TITLE = "probabilities on: plain coloured text, no Markdown · F10 inspects a token"
 
 
 def _snippet(text: str, width: int = 60) -> str:
@@ -172,8 +172,10 @@ class LabChat(ConversationsScreen):
             shown = await self.lab_show_saved_probs()
             extra = f"; {shown} saved repl{'ies' if shown != 1 else 'y'} coloured" if shown else ""
             self.notify(
-                "Probabilities on: the next replies are coloured by token probability" + extra,
-                timeout=4,
+                "Probabilities on: the next replies are coloured by token probability, as "
+                "plain text (Markdown is not rendered while this is on; F3 again turns it off)"
+                + extra,
+                timeout=6,
             )
         else:
             await self.lab_hide_probs()
