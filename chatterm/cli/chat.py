@@ -5,6 +5,7 @@ Textual is imported only when the app starts, so ``chatterm --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -25,8 +26,14 @@ def run_chat(
 
     Resolve everything that can fail with a one-line message first (config, model name,
     persona, database), then run the app; the model itself loads inside the app."""
+    from chatterm.cli.output import DUMB_TERMS
     from chatterm.config import load_config
     from chatterm.services import EngineOptions, resolve, window_size
+
+    if os.environ.get("TERM", "").lower() in DUMB_TERMS:
+        # Textual draws in 24-bit colour whatever TERM says; a terminal that calls itself
+        # dumb gets the 16 standard colours (read by Textual when it is imported, below).
+        os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "standard")
     from chatterm.tui.factory import make_app, make_services
 
     config = load_config()
