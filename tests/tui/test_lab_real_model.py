@@ -87,7 +87,12 @@ async def test_tokens_view_shows_the_real_tokenizer_pieces(make, real_engine):
 async def test_rendered_prompt_marks_the_tokens_reused_from_the_cache(make, real_engine, greedy):
     app = make(engine=real_engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        await send(pilot, "Hi!")
+        # long enough that its KV cells are reusable (see REPRODUCIBLE_BATCH)
+        await send(
+            pilot,
+            "Hi! I am planning a long walk along the river this weekend and would like to talk "
+            "about the route, what to bring and where to stop for lunch; keep answers short.",
+        )
         await send(pilot, "What is two plus two?")
         list(app.chat.transcript.query(AssistantMessage))[-1].focus()
         await pilot.press("f9")

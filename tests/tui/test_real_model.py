@@ -9,6 +9,7 @@ import json
 import pytest
 
 from chatterm import paths
+from chatterm.engine.llama_engine import REPRODUCIBLE_BATCH
 from chatterm.tui.messages import PromptEvaluated, ReplyFinished, TokensArrived
 from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
 
@@ -46,6 +47,15 @@ async def test_send_and_stream_on_the_real_model(make, real_engine, greedy, seen
     assert json.loads(reply["sampling"])["temperature"] == 0
 
 
+# Long enough (with the template's default system prompt) that the first prompt's KV cells are
+# reusable: prompts under REPRODUCIBLE_BATCH tokens are always evaluated whole.
+LONG_FIRST_MESSAGE = (
+    "I run a small greengrocer's shop and want ideas for the autumn window display. Answer "
+    "with the name of one fruit and nothing else: no sentences, no lists, no punctuation. "
+    "Name a fruit."
+)
+
+
 async def test_the_second_turn_on_the_real_model_finds_its_opening_evaluated(
     make, starter_path, greedy, seen
 ):
@@ -55,15 +65,18 @@ async def test_the_second_turn_on_the_real_model_finds_its_opening_evaluated(
     try:
         app = make(engine=engine)
         async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
-            await send(pilot, "Name a fruit.")
+            await send(pilot, LONG_FIRST_MESSAGE)
             await send(pilot, "Another one?")
         user = engine.token_ids("Another one?")
         after = engine.token_ids("<|im_end|>\n<|im_start|>assistant\n", special=True)
     finally:
         engine.close()
     second = seen.of(PromptEvaluated)[-1].prompt
-    # Left for the second reply: the user's words and the scaffold after them, nothing before.
-    assert second.prompt_tokens - second.cached_tokens == len(user) + len(after)
+    # Left for the second reply: the user's words and the scaffold after them, nothing before,
+    # in one batch of at least REPRODUCIBLE_BATCH tokens (so the reply is the same as from a
+    # fresh prefill).
+    left = second.prompt_tokens - second.cached_tokens
+    assert left == max(len(user) + len(after), REPRODUCIBLE_BATCH)
 
 
 async def test_escape_stops_the_real_model_mid_reply(make, real_engine, greedy, seen):
