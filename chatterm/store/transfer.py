@@ -15,6 +15,7 @@ from typing import Any
 
 from chatterm.attachments import Attachment
 from chatterm.errors import UsageError
+from chatterm.outcome import outcome
 from chatterm.store import ids
 from chatterm.store.db import now, parse_timestamp
 from chatterm.store.model import ROLES, STATUSES, Conversation, Message
@@ -73,14 +74,6 @@ def _attachment_json(item: Attachment) -> dict[str, Any]:
     return {**item.to_dict(), "content": item.text}
 
 
-_NOTES = {
-    "stopped": "stopped by the user",
-    "interrupted": "interrupted",
-    "error": "failed",
-    "streaming": "still being written",
-}
-
-
 def to_markdown(conversation: Conversation, path: Iterable[Message]) -> str:
     lines = [f"# {conversation.title or 'Untitled conversation'}", ""]
     facts = [f"id `{conversation.id}`", f"created {conversation.created:%Y-%m-%d %H:%M} UTC"]
@@ -100,9 +93,13 @@ def to_markdown(conversation: Conversation, path: Iterable[Message]) -> str:
             fence = "`" * max(3, _longest_backtick_run(item.text) + 1)
             lines += [f"Attached `{item.source}`:", "", fence, item.text.rstrip("\n"), fence, ""]
         lines += [message.content, ""]
-        note = _NOTES.get(message.status)
-        if note:
-            lines += [f"*[reply {note}]*", ""]
+        if message.role == "assistant":
+            # How it ended, in the words every front end uses (chatterm.outcome).
+            word = outcome(message.status, message.finish_reason)
+            if message.status == "streaming":
+                word = "still being written"
+            if word != "done":
+                lines += [f"*[reply {word}]*", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -64,6 +64,15 @@ def test_markdown_export_shows_the_active_branch(branched):
     assert "Four." not in text  # the other branch is not the one showing
 
 
+def test_markdown_export_says_how_a_reply_ended_in_the_shared_words(branched):
+    store, conversation = branched
+    (done,) = [m for m in store.active_path(conversation.id) if m.role == "assistant"]
+    assert "*[reply" not in store.export_markdown(conversation.id), "done needs no word"
+    stopped = store.siblings(done.id).messages[1]
+    store.switch_branch(stopped.id)
+    assert "Four.  \n\n*[reply stopped]*\n" in store.export_markdown(conversation.id)
+
+
 def test_a_plain_list_of_turns_imports_as_a_chain(store):
     imported = store.import_json(
         {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
