@@ -19,8 +19,8 @@ from chatterm.engine.events import Candidate
 from chatterm.errors import ContextOverflowError, ModelError, UsageError
 
 TOP = 5
-CHUNK_ROWS = 16384
-"""Rows of the output matrix dequantized at a time: 16,384 × n_embd × 4 bytes (42 MB for
+CHUNK_ROWS = 4096
+"""Rows of the output matrix dequantized at a time: 4,096 × n_embd × 4 bytes (10 MB for
 Gemma 3 270M's 640-wide rows), so a 262,144-token vocabulary never sits in memory as float32."""
 
 FINAL_NORM = {"llama": "rms", "qwen2": "rms", "qwen3": "rms", "gemma3": "rms"}
@@ -89,28 +89,32 @@ def _tensor(info: Any, name: str) -> Any:
     return next((t for t in info.tensors if t.name == name), None)
 
 
-def _rows(info: Any, t: Any) -> np.ndarray:
-    """The raw bytes of a 2-D tensor, one row per output (memory-mapped, not read)."""
+def _rows(info: Any, t: Any, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of a tensor's raw bytes, one row per output, read from the file
+    (not memory-mapped: a second mapping of the GGUF would count against resident memory)."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(t.ggml_type)]
     width, rows = int(t.shape[0]), int(np.prod(t.shape[1:]))
     row_bytes = width // block * type_size
-    data = np.memmap(
-        info.path,
-        dtype=np.uint8,
-        mode="r",
-        offset=info.data_start + t.offset,
-        shape=(rows * row_bytes,),
-    )
-    return data.reshape(rows, row_bytes)
+    stop = rows if stop is None else min(stop, rows)
+    with open(info.path, "rb") as fh:
+        fh.seek(info.data_start + t.offset + start * row_bytes)
+        data = fh.read((stop - start) * row_bytes)
+    if len(data) != (stop - start) * row_bytes:
+        raise ModelError(f"{info.path} is truncated: tensor {t.name} ends early")
+    return np.frombuffer(data, dtype=np.uint8).reshape(stop - start, row_bytes)
+
+
+def _row_count(t: Any) -> int:
+    return int(np.prod(t.shape[1:]))
 
 
 def _dequantize(info: Any, t: Any, raw: np.ndarray) -> np.ndarray:
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
-    return np.asarray(dequantize(np.array(raw), GGMLQuantizationType(t.ggml_type)), np.float32)
+    return np.asarray(dequantize(raw, GGMLQuantizationType(t.ggml_type)), np.float32)
 
 
 def final_norm(info: Any, hidden: np.ndarray) -> np.ndarray:
@@ -163,10 +167,10 @@ def project(info: Any, hidden: np.ndarray) -> np.ndarray:
     if out_t is None:
         raise ModelError(f"the logit lens cannot read {info.path.name}: no output matrix")
     normed = _as_llama_sees(final_norm(info, hidden), out_t.ggml_type)
-    raw = _rows(info, out_t)
-    logits = np.empty((normed.shape[0], raw.shape[0]), dtype=np.float32)
-    for start in range(0, raw.shape[0], CHUNK_ROWS):
-        block = _dequantize(info, out_t, raw[start : start + CHUNK_ROWS])
+    vocab = _row_count(out_t)
+    logits = np.empty((normed.shape[0], vocab), dtype=np.float32)
+    for start in range(0, vocab, CHUNK_ROWS):
+        block = _dequantize(info, out_t, _rows(info, out_t, start, start + CHUNK_ROWS))
         logits[:, start : start + block.shape[0]] = normed @ block.T
     cap = info.arch_value("final_logit_softcapping")
     if cap:
