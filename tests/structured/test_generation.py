@@ -157,3 +157,20 @@ def test_a_template_can_declare_a_schema_in_its_front_matter() -> None:
     broken = run_cli("ask", "-t", "broken", "hi")
     assert broken.returncode == 2
     assert "broken.md:2: --schema: field 'age' has unknown type" in broken.stderr
+
+
+def test_lab_compare_gives_every_variant_the_schema() -> None:
+    result = run_cli(
+        "lab", "compare", "--schema", "name, age int", "Describe Bob, who is 41.",
+        "--variant", "temperature=0", "--variant", "temperature=1.0,top_k=0",
+        "--max-tokens", "60", "--seed", "5", "--json", "--no-save",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)["runs"]
+    assert len(runs) == 2
+    for run in runs:
+        assert run["settings"]["schema"]
+        assert set(structured.validate_reply(run["text"], run["settings"]["schema"])) == {
+            "name",
+            "age",
+        }
