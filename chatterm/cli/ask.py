@@ -234,7 +234,11 @@ def _stream(
     if logprobs and not as_json:
         print("chatterm: note: --logprobs adds probabilities to --json output", file=sys.stderr)
     record: list[Token] | None = [] if as_json and logprobs else None
-    writer = make_probability_writer() if colour else make_writer(as_json=as_json)
+    writer = (
+        make_probability_writer()
+        if colour
+        else make_writer(as_json=as_json, plain=settings.constrained)
+    )
     parts: list[str] = []
     finished: Finished | None = None
     status.show("thinking…")

@@ -257,10 +257,12 @@ class MarkdownWriter:
         self.last = time.monotonic()
 
 
-def make_writer(*, as_json: bool = False) -> Writer:
+def make_writer(*, as_json: bool = False, plain: bool = False) -> Writer:
+    """Nothing for ``--json``; Markdown on a terminal unless ``plain`` (a reply shaped by a
+    schema or grammar is data, printed as the model wrote it); plain text in a pipe."""
     if as_json:
         return NullWriter()
-    if ansi_terminal(sys.stdout):
+    if ansi_terminal(sys.stdout) and not plain:
         return MarkdownWriter()
     return PlainWriter()
 
