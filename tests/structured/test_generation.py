@@ -174,3 +174,12 @@ def test_lab_compare_gives_every_variant_the_schema() -> None:
             "name",
             "age",
         }
+
+
+def test_a_shaped_reply_prints_as_written_on_a_terminal(tmp_path: Path, chatterm_home) -> None:
+    from tests.lab.test_cli import run_on_terminal
+
+    grammar = tmp_path / "heading.gbnf"
+    grammar.write_text('root ::= "# Heading"\n')
+    out, _ = run_on_terminal("ask", "--grammar", str(grammar), "-n", "8", "Hi", home=chatterm_home)
+    assert "# Heading" in out  # Markdown would have turned it into a styled heading
