@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths
+from chatterm import model_summary, paths
 from chatterm.errors import ModelError, UsageError
 
 STARTER_NAME = "smollm2-135m-instruct"
@@ -200,9 +200,7 @@ class Catalog:
             source="local",
         )
         self.add(entry)
-        from chatterm.model_card import remember_summary
-
-        remember_summary(entry, infos)
+        model_summary.remember_summary(entry.file_paths, infos)
         return entry
 
     def get(self, name: str) -> ModelEntry | None:

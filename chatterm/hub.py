@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from chatterm import paths
 from chatterm.catalog import Catalog, ModelEntry
 from chatterm.errors import HubError, ModelError, UsageError
-from chatterm.model_card import remember_summary
+from chatterm.model_summary import remember_summary
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_QUANT = "Q4_K_M"
@@ -723,7 +723,7 @@ def _download(
         source="hub",
         revision=listing.commit,
     )
-    remember_summary(entry, infos)
+    remember_summary(entry.file_paths, infos)
     return entry
 
 

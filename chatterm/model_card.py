@@ -2,22 +2,15 @@
 one-line summary ``chatterm models`` lists.
 
 Built with :func:`chatterm.gguf_file.read_gguf` alone (no llama.cpp load, and the chat template
-is only ever shown as text). Reading a file's metadata takes ~0.4 s (it walks the whole
-vocabulary), so summaries are cached in ``cache_dir()/model-info.json``, keyed by path, size
-and modification time.
+is only ever shown as text). Summaries are cached by :mod:`chatterm.model_summary`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from chatterm import paths
+from chatterm import model_summary
 from chatterm.cache_types import CACHE_TYPES
 from chatterm.catalog import ModelEntry
 from chatterm.errors import ModelError
@@ -71,7 +64,7 @@ def build_card(entry: ModelEntry, ctx_size: int) -> ModelCard:
     kv_heads = largest_count(head.arch_value("attention.head_count_kv"))
     size = sum(i.file_size for i in infos)
     kv = head.kv_cache_bytes(ctx_size)
-    remember_summary(entry, infos)
+    model_summary.remember_summary(entry.file_paths, infos)
     return ModelCard(
         name=entry.name,
         path=entry.path,
@@ -104,72 +97,15 @@ def build_card(entry: ModelEntry, ctx_size: int) -> ModelCard:
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Cached summaries for `models list`
-
-
-def _cache_path() -> Path:
-    return paths.cache_dir() / "model-info.json"
-
-
-def _key(path: Path) -> str | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-
-
-def _load_cache() -> dict[str, Any]:
-    try:
-        from chatterm.safe_files import read_bytes
-
-        data = json.loads(read_bytes(_cache_path(), 64 << 20))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _save_cache(data: dict[str, Any]) -> None:
-    """Best effort and atomic: a cache that cannot be written only costs time."""
-    target = _cache_path()
-    with contextlib.suppress(OSError):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".model-info.", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, target)
-
-
-def _summarize(infos: list[GGUFInfo]) -> dict[str, Any]:
-    head = infos[0]
-    return {
-        "architecture": head.architecture,
-        "parameters": sum(i.parameter_count for i in infos),
-        "context_length": head.context_length,
-        "quantization": head.quantization,
-    }
-
-
-def remember_summary(entry: ModelEntry, infos: list[GGUFInfo]) -> None:
-    """Cache what was just read (after a pull or add) so the next listing is instant."""
-    key = _key(entry.file_paths[0])
-    if key is None:
-        return
-    data = _load_cache()
-    data[key] = _summarize(infos)
-    _save_cache(data)
-
-
 def summaries(entries: list[ModelEntry]) -> list[dict[str, Any]]:
     """One summary per entry: architecture, parameters, context length, file quantization,
     ``size`` on disk and ``missing``/``error`` when a file is gone or unreadable."""
-    cache = _load_cache()
+    cache = model_summary.load_cache()
     kept: dict[str, Any] = {}  # entries of models no longer listed are dropped
     result = []
     for entry in entries:
         files = entry.file_paths
-        key = _key(files[0])
+        key = model_summary.key(files[0])
         summary: dict[str, Any] = {"size": entry.size}
         if key is None or not all(f.is_file() for f in files):
             summary["missing"] = True
@@ -178,7 +114,7 @@ def summaries(entries: list[ModelEntry]) -> list[dict[str, Any]]:
         summary["size"] = sum(f.stat().st_size for f in files)
         if key not in cache:
             try:
-                cache[key] = _summarize(_infos(entry))
+                cache[key] = model_summary.summarize(_infos(entry))
             except ModelError as exc:
                 summary["error"] = str(exc)
                 result.append(summary)
@@ -187,5 +123,5 @@ def summaries(entries: list[ModelEntry]) -> list[dict[str, Any]]:
         summary.update(cache[key])
         result.append(summary)
     if kept != cache:
-        _save_cache(kept)
+        model_summary.save_cache(kept)
     return result

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
 import pytest
+
+import chatterm
 
 HEAVY = ("textual", "llama_cpp", "huggingface_hub", "numpy", "jinja2")
 
@@ -30,6 +33,31 @@ def test_help_loads_no_heavy_library(args):
     )
     loaded = loaded_modules(code)
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def headless_modules() -> list[str]:
+    """Every chatterm module except the front ends (``tui``, ``cli``) and ``__main__``: a new
+    domain module is guarded the day it is added."""
+    return sorted(
+        info.name
+        for info in pkgutil.walk_packages(chatterm.__path__, "chatterm.")
+        if not info.name.startswith(("chatterm.tui", "chatterm.cli"))
+        and info.name != "chatterm.__main__"
+    )
+
+
+def test_the_headless_list_covers_the_domain():
+    names = headless_modules()
+    assert {"chatterm.prompts", "chatterm.hub", "chatterm.engine.remote"} <= set(names)
+    assert not [n for n in names if n.startswith(("chatterm.tui", "chatterm.cli"))]
+
+
+@pytest.mark.parametrize("module", headless_modules())
+def test_every_headless_module_imports_no_ui_and_no_model_runtime(module):
+    """Domain code never loads a UI library, and llama.cpp only inside the functions that
+    need it."""
+    loaded = loaded_modules(f"import {module}")
+    assert not loaded & {"textual", "rich", "llama_cpp"}, loaded & {"textual", "rich", "llama_cpp"}
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatterm.engine.base import Engine, LocalModel
 from chatterm.engine.events import Candidate, ChatMessage
 from chatterm.errors import ContextOverflowError, UsageError
 
@@ -150,6 +151,27 @@ class Distribution:
             model,
             prompt_text,
             0,
+        )
+
+    @classmethod
+    def from_top(
+        cls,
+        candidates: Sequence[Candidate],
+        *,
+        vocab_size: int = 0,
+        model: str = "",
+        prompt_text: str = "",
+    ) -> Distribution | None:
+        """Like :meth:`from_candidates`, for the top candidates a reply recorded; ``None``
+        when there are none. Candidates that leave probability mass unaccounted for are never
+        taken for the whole vocabulary, so :func:`explain` marks what it cannot know."""
+        cands = [c for c in candidates if c.prob > 0]
+        if not cands:
+            return None
+        if vocab_size <= len(cands) and sum(c.prob for c in cands) < 1.0 - 1e-6:
+            vocab_size = len(cands) + 1
+        return cls.from_candidates(
+            cands, vocab_size=vocab_size, model=model, prompt_text=prompt_text
         )
 
 
@@ -382,7 +404,7 @@ def _settings_dict(settings: SamplerSettings) -> dict[str, Any]:
 
 
 def next_token_distribution(
-    engine: Any,
+    engine: Engine,
     messages: Sequence[ChatMessage],
     *,
     continuation: Sequence[int] = (),
@@ -406,13 +428,13 @@ def next_token_distribution(
     )
 
 
-def raw_text_tokens(engine: Any, text: str) -> list[int]:
+def raw_text_tokens(engine: LocalModel, text: str) -> list[int]:
     """``text`` as a plain continuation prompt, no chat template (BOS if the model wants it)."""
     return list(engine.token_ids(text, special=False, add_bos=True))
 
 
 def distribution_after(
-    engine: Any,
+    engine: Engine,
     tokens: Sequence[int],
     *,
     prompt_text: str = "",
@@ -428,10 +450,9 @@ def distribution_after(
     """
     import numpy as np
 
-    if not (hasattr(engine, "prefill") and hasattr(engine, "logits")):
+    if not isinstance(engine, LocalModel):
         raise UsageError(
-            f"{getattr(engine, 'name', 'this engine')} does not expose its logits; "
-            "the lab needs a local llama.cpp model"
+            f"{engine.name} does not expose its logits; the lab needs a local llama.cpp model"
         )
     if not tokens:
         raise UsageError("nothing to predict from: the prompt is empty")
@@ -465,3 +486,40 @@ def distribution_after(
         grammar_label=grammar_label or "grammar",
         more_pieces={t: engine.piece(t).piece for t in likeliest},
     )
+
+
+SAMPLING_ROWS = 20
+"""Candidates the sampling view shows."""
+
+
+def capture_distribution(
+    engine: Engine, messages: Sequence[ChatMessage], *, rows: int = SAMPLING_ROWS
+) -> Distribution:
+    """The distribution of the first token of the reply to ``messages``.
+
+    A local llama.cpp engine gives the full vocabulary (:func:`next_token_distribution`);
+    engines without local logits (remote servers, the scripted fake) give their top ``rows``
+    candidates from a one-token generation, which :func:`explain` marks as approximate.
+    Runs in a worker: it evaluates the prompt.
+    """
+    from chatterm.engine.events import PromptReady, Token
+    from chatterm.sampling import SamplingSettings
+
+    if isinstance(engine, LocalModel):
+        return next_token_distribution(engine, messages)
+    greedy = SamplingSettings(temperature=0, max_tokens=1, seed=0)
+    prompt_text = ""
+    first: Token | None = None
+    for event in engine.generate(messages, greedy, top_logprobs=rows):
+        if isinstance(event, PromptReady):
+            prompt_text = event.prompt_text
+        if isinstance(event, Token) and first is None and event.top:
+            first = event
+    dist = (
+        None
+        if first is None
+        else Distribution.from_top(first.top, model=engine.name, prompt_text=prompt_text)
+    )
+    if dist is None:
+        raise UsageError(f"{engine.name} gave no token probabilities for this prompt")
+    return dist

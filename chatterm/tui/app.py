@@ -16,9 +16,9 @@ from textual.app import App, SystemCommand
 from textual.binding import BindingType
 from textual.screen import Screen
 
+from chatterm.chat_services import ChatServices
 from chatterm.engine.base import Engine
 from chatterm.tui import keys
-from chatterm.tui.factory import ChatServices
 from chatterm.tui.lab.keys import LAB_BINDINGS
 from chatterm.tui.screens.chat import ChatScreen
 from chatterm.tui.screens.help import HelpScreen

@@ -11,16 +11,15 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
 
 from textual.message import Message
 
 from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
 from chatterm.errors import ChattermError
+from chatterm.lab.records import ProbCollector, TokenRecord
 from chatterm.sampling import SamplingSettings
 from chatterm.tui import streaming
-from chatterm.tui.lab.records import ProbCollector
 from chatterm.tui.messages import (
     GenerationProgress,
     PromptEvaluated,
@@ -58,7 +57,7 @@ class ReplyJob:
     saved_final: bool = False
     save_failed: bool = False  # a partial save failed (reported once)
     top_logprobs: int = 0  # candidates per token asked of the engine (0: probabilities off)
-    probs: list[dict[str, Any]] = field(default_factory=list)  # their records, UI side
+    probs: list[TokenRecord] = field(default_factory=list)  # their records, UI side
 
     @property
     def text(self) -> str:

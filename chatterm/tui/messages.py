@@ -8,12 +8,12 @@ the worker never touches a widget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
 
 from chatterm.engine.base import Engine
 from chatterm.engine.events import Finished, PromptReady
+from chatterm.lab.records import TokenRecord
 from chatterm.services import EngineOptions
 
 
@@ -29,12 +29,12 @@ class PromptEvaluated(Message):
 class TokensArrived(Message):
     """A batch of generated text. Never replaced: every batch is part of the reply.
     ``probs``: the batch's token records with their top candidates, only while probabilities
-    are on (see ``chatterm.tui.lab.records``)."""
+    are on (see ``chatterm.lab.records``)."""
 
     reply_id: int
     text: str
     tokens: int
-    probs: tuple[dict[str, Any], ...] = ()
+    probs: tuple[TokenRecord, ...] = ()
 
 
 @dataclass

@@ -7,7 +7,8 @@ import json
 
 from chatterm.engine.events import ChatMessage, Token
 from chatterm.lab.distribution import Distribution, explain
-from chatterm.lab.probs import band_colour, candidates_from_record, legend, token_records
+from chatterm.lab.probs import band_colour, legend
+from chatterm.lab.records import candidates_from_record, token_records
 from chatterm.sampling import SamplingSettings
 
 
@@ -45,7 +46,7 @@ def test_records_round_trip_into_an_explainable_distribution(real_engine):
 def test_records_keep_remote_tokens_that_have_no_id():
     """OpenAI-compatible servers send probabilities without token ids (id -1)."""
     from chatterm.engine.events import Candidate, Token
-    from chatterm.lab.probs import token_records
+    from chatterm.lab.records import token_records
 
     remote = Token(" hi", -1, 0.5, (Candidate(-1, " hi", 0.5), Candidate(-1, " yo", 0.2)))
     flush = Token("!", -1)

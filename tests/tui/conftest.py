@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from chatterm.chat_services import ChatServices, make_services
 from chatterm.engine.fake import FakeEngine
-from chatterm.tui.factory import ChatServices, make_app, make_services
+from chatterm.tui.factory import make_app
 
 from .helpers import Seen
 

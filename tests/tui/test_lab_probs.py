@@ -8,7 +8,7 @@ import math
 
 from textual.widgets import Markdown
 
-from chatterm.tui.lab.records import PROBS_TOP_K
+from chatterm.lab.records import PROBS_TOP_K
 from chatterm.tui.messages import TokensArrived
 from chatterm.tui.widgets.message_view import AssistantMessage
 from chatterm.tui.widgets.prob_chart import ProbChart

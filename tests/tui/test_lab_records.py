@@ -8,8 +8,7 @@ import sys
 
 from chatterm.engine.events import Candidate, Token
 from chatterm.lab.distribution import explain
-from chatterm.sampling import SamplingSettings
-from chatterm.tui.lab.records import (
+from chatterm.lab.records import (
     ProbCollector,
     distribution,
     payload,
@@ -17,6 +16,7 @@ from chatterm.tui.lab.records import (
     sampling_of,
     vocab_size_of,
 )
+from chatterm.sampling import SamplingSettings
 
 TOP = (Candidate(5, " Paris", 0.7), Candidate(9, " Lyon", 0.2), Candidate(3, " Nice", 0.05))
 
@@ -67,7 +67,7 @@ def test_the_records_module_imports_no_ui_library():
         [
             sys.executable,
             "-c",
-            "import sys, chatterm.tui.lab.records; print(' '.join(sys.modules))",
+            "import sys, chatterm.lab.records; print(' '.join(sys.modules))",
         ],
         capture_output=True,
         text=True,

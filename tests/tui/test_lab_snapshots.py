@@ -10,8 +10,8 @@ from textual.widgets import Input
 
 from chatterm.engine.events import ChatMessage, Token
 from chatterm.engine.fake import FakeEngine
+from chatterm.lab.records import PROBS_TOP_K, ProbCollector
 from chatterm.sampling import SamplingSettings
-from chatterm.tui.lab.records import PROBS_TOP_K, ProbCollector
 from chatterm.tui.screens.sampling import SamplingScreen
 from chatterm.tui.widgets.prob_text import ProbText, ProbView
 

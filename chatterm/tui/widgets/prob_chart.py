@@ -12,7 +12,7 @@ from textual.widget import Widget
 
 from chatterm.lab.distribution import Explanation, Row
 from chatterm.lab.probs import band_colour
-from chatterm.tui.lab.records import visible
+from chatterm.lab.records import visible
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 

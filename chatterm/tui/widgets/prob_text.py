@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -27,8 +26,8 @@ from textual.widgets import Static
 
 from chatterm.lab.distribution import explain
 from chatterm.lab.probs import band_colour
+from chatterm.lab.records import TokenRecord, uses_penalties
 from chatterm.sampling import SamplingSettings
-from chatterm.tui.lab.records import Record, distribution, record_label, uses_penalties
 from chatterm.tui.widgets.prob_chart import ProbChart, textual_colour
 
 
@@ -67,28 +66,28 @@ class ProbText(Static, can_focus=True):
         def control(self) -> ProbText:
             return self.prob_text
 
-    def __init__(self, records: Sequence[Record] = (), *, id: str | None = None) -> None:
+    def __init__(self, records: Sequence[TokenRecord] = (), *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
-        self.records: list[Record] = []
+        self.records: list[TokenRecord] = []
         self.selected: int | None = None
         self._text: list[str] = []
         self._spans: list[Span] = []
         self._length = 0
         self.add(records)
 
-    def add(self, records: Sequence[Record]) -> None:
+    def add(self, records: Sequence[TokenRecord]) -> None:
         """Append streamed records and redraw."""
         for record in records:
             index = len(self.records)
             self.records.append(record)
-            text = str(record.get("text", ""))
+            text = record.text
             if text:
                 start, self._length = self._length, self._length + len(text)
                 self._text.append(text)
-                colour = textual_colour(band_colour(record.get("prob")))
+                colour = textual_colour(band_colour(record.prob))
                 if colour:
                     self._spans.append(Span(start, self._length, colour))
-                if record.get("forced"):  # the grammar left no other choice: not the model's
+                if record.forced:  # the grammar left no other choice: not the model's
                     self._spans.append(Span(start, self._length, "underline"))
                 self._spans.append(
                     Span(start, self._length, Style.from_meta({"@click": f"select_token({index})"}))
@@ -96,8 +95,8 @@ class ProbText(Static, can_focus=True):
         self._redraw()
 
     def _bounds(self, index: int) -> tuple[int, int]:
-        start = sum(len(str(r.get("text", ""))) for r in self.records[:index])
-        return start, start + len(str(self.records[index].get("text", "")))
+        start = sum(len(r.text) for r in self.records[:index])
+        return start, start + len(self.records[index].text)
 
     def _redraw(self) -> None:
         spans = list(self._spans)
@@ -167,7 +166,7 @@ class ProbView(Vertical):
 
     def __init__(
         self,
-        records: Sequence[Record] = (),
+        records: Sequence[TokenRecord] = (),
         *,
         settings: SamplingSettings | None = None,
         vocab_size: int = 0,
@@ -186,7 +185,7 @@ class ProbView(Vertical):
     def prob_text(self) -> ProbText:
         return self.query_one(ProbText)
 
-    def add(self, records: Sequence[Record]) -> None:
+    def add(self, records: Sequence[TokenRecord]) -> None:
         try:
             text = self.prob_text
         except NoMatches:  # not composed yet: shown when it is
@@ -208,27 +207,20 @@ class ProbView(Vertical):
         record = text.records[index]
         title = Content.assemble(
             (f"token {index + 1} of {len(text.records)}: ", "dim"),
-            (record_label(record), "bold"),
+            (record.label, "bold"),
         )
-        dist = distribution(record, self.vocab_size)
+        dist = record.distribution(self.vocab_size)
         if dist is None:
-            chart.show_message(f"{record_label(record)}: no candidates were recorded for it")
+            chart.show_message(f"{record.label}: no candidates were recorded for it")
             return
         notes: list[str] = []
-        if record.get("forced"):
+        if record.forced:
             notes.append("forced: the grammar (--schema/--grammar) allowed only this token")
         if uses_penalties(self.settings) and index > 0:
             notes.append("repeat/presence/frequency penalties also moved this token's odds")
         chart.show(
             explain(dist, self.settings, n=len(dist)),
-            chosen_id=_int(record.get("id")),
+            chosen_id=record.id if record.id >= 0 else None,
             title=title,
             notes=tuple(notes),
         )
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
