@@ -84,7 +84,7 @@ def measure(
     the largest ones when the newest message with its attachments does not fit the window
     (older history may still be dropped to make room, attachments never)."""
     from chatterm.attachments import check_fit, count_tokens
-    from chatterm.engine.llama_engine import reply_reserve
+    from chatterm.engine.context import reply_reserve
     from chatterm.errors import ChattermError
 
     if not attachments:

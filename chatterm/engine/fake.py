@@ -10,9 +10,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from chatterm.engine.base import RenderedPrompt, TokenPiece
+from chatterm.engine.base import ContextPlan, RenderedPrompt, TokenPiece
+from chatterm.engine.context import plan_context
 from chatterm.engine.events import (
     Candidate,
     ChatMessage,
@@ -45,6 +47,9 @@ class FakeEngine:
     calls: list[FakeCall] = field(default_factory=list)
     warmed: list[list[ChatMessage]] = field(default_factory=list)
     closed: bool = False
+    model_path: Path | None = None
+    gpu_note: str = ""
+    n_ctx_known: bool = True
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -67,6 +72,12 @@ class FakeEngine:
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]:
         return [TokenPiece(i, w) for i, w in enumerate(_words(text))]
+
+    def plan(self, messages: Sequence[ChatMessage], max_tokens: int) -> ContextPlan:
+        return plan_context(messages, n_ctx=self.n_ctx, max_tokens=max_tokens, render=self.render)
+
+    def pop_notes(self) -> list[str]:
+        return []
 
     def generate(
         self,

@@ -15,13 +15,15 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatterm import cache_types, context_window
 from chatterm.engine import compute_thread
-from chatterm.engine.base import RenderedPrompt, TokenPiece
+from chatterm.engine.base import ContextPlan, Drop, RenderedPrompt, TokenPiece
 from chatterm.engine.compute_thread import EitherSet
+from chatterm.engine.context import MIN_REPLY_TOKENS, plan_context
 from chatterm.engine.cpu_share import CHECK_INTERVAL_S, CpuShare, threads_for
 from chatterm.engine.events import (
     Candidate,
@@ -33,7 +35,7 @@ from chatterm.engine.events import (
     Token,
 )
 from chatterm.engine.vocab import Vocabulary, _silence_llama_logs
-from chatterm.errors import ContextOverflowError, ModelError, SettingError
+from chatterm.errors import ModelError, SettingError
 from chatterm.gguf_file import GGUFInfo, read_gguf, shard_paths
 from chatterm.hardware import default_threads
 from chatterm.sampling import SamplingSettings
@@ -41,10 +43,6 @@ from chatterm.sampling import SamplingSettings
 if TYPE_CHECKING:
     from chatterm.engine.kv_cache import KVStateCache
 
-# When history overflows, drop old turns down to this share of the window in one go: every drop
-# changes the prompt's prefix and costs a full re-prefill, so drop rarely and in bulk.
-DROP_TARGET = 0.55
-MIN_REPLY_TOKENS = 16
 WARM_PROBE = "chatterm-warm-probe"
 PREFILL_CHUNK = 512
 REPRODUCIBLE_BATCH = 64
@@ -60,12 +58,6 @@ with 64 or more they are identical, wherever the prompt is split. So a prompt's 
 at least this many tokens, and only KV cells written by such batches are reused: never those of
 decoded reply tokens (one token per batch), which the next turn evaluates again as a batch.
 """
-
-
-def reply_reserve(n_ctx: int, max_tokens: int) -> int:
-    """Tokens of the window kept free for the reply: ``max_tokens``, but at most a quarter of
-    the window and at least :data:`MIN_REPLY_TOKENS`."""
-    return max(MIN_REPLY_TOKENS, min(max_tokens, n_ctx // 4))
 
 
 def gpu_offload_supported() -> bool:
@@ -169,9 +161,10 @@ class LlamaEngine:
         self.threads_now = self.threads
         self.gpu_layers = gpu_layers
         self.flash_attn = flash_attn
-        self._lock = threading.Lock()
+        # Reentrant: render and tokenize take it themselves, also under a caller holding it.
+        self._lock = threading.RLock()
         self._compute = compute_thread.shared()
-        self._last_drop: tuple[str, int] | None = None
+        self._last_drop: Drop | None = None  # reused while it fits: see plan_context
         # How many leading KV cells were written by batches of at least REPRODUCIBLE_BATCH
         # tokens (a prefix of ``llm.input_ids``): the only cells a later prompt may reuse.
         self._reusable = 0
@@ -218,6 +211,8 @@ class LlamaEngine:
         """The real window (llama.cpp pads the requested size)."""
         return int(self._llm.n_ctx())
 
+    n_ctx_known = True
+
     @property
     def gpu_note(self) -> str:
         if not self.gpu_layers:
@@ -235,8 +230,12 @@ class LlamaEngine:
         return self._llm
 
     @property
-    def lock(self) -> threading.Lock:
+    def lock(self) -> AbstractContextManager[Any]:
         return self._lock
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._n_vocab)
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -254,7 +253,8 @@ class LlamaEngine:
         return self.vocab.token_ids(text, special=special, add_bos=add_bos)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]:
-        return self.vocab.tokenize(text, special=special)
+        with self._lock:
+            return self.vocab.tokenize(text, special=special)
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.vocab.detokenize(token_ids)
@@ -275,73 +275,29 @@ class LlamaEngine:
     ) -> RenderedPrompt:
         """The prompt text and tokens for ``messages`` (see :meth:`Vocabulary.render`);
         ``template_kwargs`` reach the chat template (``enable_thinking``…)."""
-        return self.vocab.render(
-            messages, add_generation_prompt=add_generation_prompt, **template_kwargs
+        with self._lock:
+            return self.vocab.render(
+                messages, add_generation_prompt=add_generation_prompt, **template_kwargs
+            )
+
+    def plan(self, messages: Sequence[ChatMessage], max_tokens: int) -> ContextPlan:
+        """What a reply would send (see :func:`chatterm.engine.context.plan_context`), with
+        the drop point the last reply used."""
+        with self._lock:
+            return self._plan(messages, max_tokens)
+
+    def _plan(self, messages: Sequence[ChatMessage], max_tokens: int) -> ContextPlan:
+        return plan_context(
+            messages,
+            n_ctx=self.n_ctx,
+            max_tokens=max_tokens,
+            render=self.vocab.render,
+            previous=self._last_drop,
+            max_token_bytes=max(self.info.max_token_bytes, 1),
         )
 
-    def fit(self, messages: Sequence[ChatMessage], reserve: int) -> tuple[RenderedPrompt, int]:
-        """Render ``messages`` so that ``reserve`` tokens remain for the reply, dropping the
-        oldest turns (never the system prompt or the newest message) when needed.
-
-        Returns the prompt and how many messages were dropped. The drop point is remembered and
-        reused while it still fits, so the prompt's prefix, and with it the KV cache, stays the
-        same across turns.
-        """
-        limit = self.n_ctx - reserve
-        self._check_bytes(messages, limit)
-        prompt = self.render(messages)
-        if len(prompt.tokens) <= limit:
-            self._last_drop = None
-            return prompt, 0
-        head = [m for m in messages[:1] if m.role == "system"]
-        body = list(messages[len(head) :])
-        starts = [i for i, m in enumerate(body) if m.role == "user" and i > 0]
-        if self._last_drop is not None:
-            first_content, k = self._last_drop
-            if 0 < k < len(body) and body[k].content == first_content:
-                candidate = self.render(head + body[k:])
-                if len(candidate.tokens) <= limit:
-                    return candidate, k
-        target = min(limit, int(self.n_ctx * DROP_TARGET))
-        best: tuple[RenderedPrompt, int] | None = None
-        for k in starts + [len(body) - 1]:
-            candidate = self.render(head + body[k:])
-            if len(candidate.tokens) <= limit and best is None:
-                best = (candidate, k)
-            if len(candidate.tokens) <= target:
-                best = (candidate, k)
-                break
-        if best is None:
-            raise ContextOverflowError(
-                f"the message needs {len(self.render(head + body[-1:]).tokens)} tokens with the "
-                f"system prompt, but the context window is {self.n_ctx} tokens with {reserve} "
-                "kept for the reply; shorten it or raise --ctx-size"
-            )
-        self._last_drop = (body[best[1]].content, best[1])
-        return best
-
-    @property
-    def max_input_bytes(self) -> int:
-        """Text longer than this (UTF-8 bytes) cannot fit the window: every token covers at
-        most ``max_token_bytes`` bytes of text (the longest entry in the vocabulary)."""
-        return self.n_ctx * max(self.info.max_token_bytes, 1)
-
-    def _check_bytes(self, messages: Sequence[ChatMessage], limit: int) -> None:
-        """Refuse a newest message that a byte count alone proves too long, before tokenizing
-        it (tokenizing 50 MB takes minutes and gigabytes only to find it does not fit)."""
-        if not messages:
-            return
-        head = messages[0].content if messages[0].role == "system" else ""
-        size = len(head.encode("utf-8", "replace")) + len(
-            messages[-1].content.encode("utf-8", "replace")
-        )
-        if size > max(limit, 0) * max(self.info.max_token_bytes, 1):
-            raise ContextOverflowError(
-                f"the message is {size:,} bytes: at least "
-                f"{size // max(self.info.max_token_bytes, 1):,} tokens, but the context window "
-                f"is {self.n_ctx} tokens with {self.n_ctx - limit} kept for the reply; shorten "
-                "it or raise --ctx-size"
-            )
+    def pop_notes(self) -> list[str]:
+        return []
 
     # -- generation ----------------------------------------------------------------------
 
@@ -591,8 +547,9 @@ class LlamaEngine:
         import llama_cpp
 
         with self._lock:
-            reserve = reply_reserve(self.n_ctx, sampling.max_tokens)
-            prompt, dropped = self.fit(messages, reserve)
+            plan = self._plan(messages, sampling.max_tokens)
+            self._last_drop = plan.drop_point(messages)
+            prompt, dropped = plan.prompt, plan.dropped
             # The token loop runs on the compute thread (see compute_thread); ``stop`` is set
             # when the caller stops iterating early.
             yield from self._compute.stream(

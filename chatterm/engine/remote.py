@@ -18,10 +18,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chatterm.config import Endpoint
-from chatterm.engine.base import RenderedPrompt, TokenPiece
+from chatterm.engine.base import ContextPlan, RenderedPrompt, TokenPiece
+from chatterm.engine.context import plan_context
 from chatterm.engine.events import ChatMessage, Event, PromptReady
 from chatterm.engine.remote_http import (
     INSTALL_HINT,
@@ -125,6 +127,8 @@ class RemoteEngine:
         self.endpoint = endpoint
         self.model = model
         self.name = f"{endpoint.name}/{model}"
+        self.model_path: Path | None = None  # the model lives on the server
+        self.gpu_note = ""
         self.notes: list[str] = []
         self.last_usage: Usage | None = None
         self._pending_notes: list[str] = []
@@ -492,6 +496,11 @@ class RemoteEngine:
         except WireError as exc:
             raise self._malformed("/tokenize", exc) from None
         return [TokenPiece(p.token_id, p.piece, byte_fallback=p.byte_fallback) for p in pieces]
+
+    def plan(self, messages: Sequence[ChatMessage], max_tokens: int) -> ContextPlan:
+        """The plan by the shared policy, counted with the server's own template and
+        tokenizer (llama-server only; others raise ``RemoteFeatureError``)."""
+        return plan_context(messages, n_ctx=self.n_ctx, max_tokens=max_tokens, render=self.render)
 
     def warm(self, messages: Sequence[ChatMessage]) -> int:
         """Nothing to do here: a server keeps (or drops) its own prompt cache."""

@@ -215,7 +215,7 @@ class ExchangeRecorder:
         created = False
         if self.conversation is None:
             self.conversation = store.create_conversation(
-                model=getattr(engine, "name", None),
+                model=engine.name,
                 persona=self._persona,
                 sampling=self._sampling,
                 system_prompt=system,
@@ -241,11 +241,11 @@ class ExchangeRecorder:
         if self.reply is not None or self.store is None or self.conversation is None:
             return
         store, conversation, engine = self.store, self.conversation, self._engine
-        path = getattr(engine, "model_path", None)
+        path = engine.model_path
         self.reply = self._safely(
             lambda: store.start_assistant_message(
                 conversation.id,
-                model=getattr(engine, "name", None),
+                model=engine.name,
                 model_path=path,
                 model_hash=model_fingerprint(path) if path else None,
                 sampling=self._sampling,
@@ -368,10 +368,10 @@ class ExchangeRecorder:
             self._save_question()
         assert self.conversation is not None
         if self.reply is None:
-            path = getattr(self._engine, "model_path", None)
+            path = self._engine.model_path
             self.reply = store.start_assistant_message(
                 self.conversation.id,
-                model=getattr(self._engine, "name", None),
+                model=self._engine.name,
                 model_path=path,
                 model_hash=model_fingerprint(path) if path else None,
                 sampling=self._sampling,
@@ -400,13 +400,13 @@ class ExchangeRecorder:
                     "content": self.text,
                     "status": status,
                     "finish_reason": reason,
-                    "model": getattr(self._engine, "name", None),
+                    "model": self._engine.name,
                 }
             )
         data = {
             "system_prompt": self._system,
             "persona": self._persona,
-            "model": getattr(self._engine, "name", None),
+            "model": self._engine.name,
             "messages": messages,
         }
         stamp = time.strftime("%Y%m%d-%H%M%S")

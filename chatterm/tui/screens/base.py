@@ -18,15 +18,15 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from chatterm.attachments import user_content
+from chatterm.chat_services import ChatServices
 from chatterm.engine.base import Engine
+from chatterm.engine.context import reply_reserve, split_system
 from chatterm.engine.events import ChatMessage
-from chatterm.engine.llama_engine import DROP_TARGET, MIN_REPLY_TOKENS
-from chatterm.errors import ChattermError
+from chatterm.errors import ChattermError, ContextOverflowError
 from chatterm.prompts import PromptFile
 from chatterm.sampling import SamplingSettings
 from chatterm.services import EngineOptions
 from chatterm.store import Conversation, Message
-from chatterm.tui.factory import ChatServices
 from chatterm.tui.generation import ReplyJob
 from chatterm.tui.messages import (
     ContextMeasured,
@@ -149,7 +149,7 @@ class ChatBase(Screen[None]):
             self.panel.show_model("no model", "pick one with the model picker")
             return
         detail = f"window {engine.n_ctx} tokens"
-        note = getattr(engine, "gpu_note", "")
+        note = engine.gpu_note
         if note:
             detail += f" · {note}"
         self.panel.show_model(engine.name, detail)
@@ -236,34 +236,22 @@ class ChatBase(Screen[None]):
         self, engine: Engine, messages: list[ChatMessage], max_tokens: int, generation: int
     ) -> None:
         n_ctx = engine.n_ctx
-        reserve = max(MIN_REPLY_TOKENS, min(max_tokens, n_ctx // 4))
-        head = [m for m in messages[:1] if m.role == "system"]
-        body = messages[len(head) :]
+        head, body = split_system(messages)
+        reserve = reply_reserve(n_ctx, max_tokens)
         try:
             system = len(engine.render(head, add_generation_prompt=False).tokens) if head else 0
-            total = len(engine.render(messages).tokens) if body else system
+            total, dropped = system, 0
+            if body:
+                try:  # the engine's own plan: the meter shows what the next reply sends
+                    plan = engine.plan(messages, max_tokens)
+                    total, dropped = plan.total_tokens, plan.dropped
+                except ContextOverflowError:  # only the newest message would be left
+                    total, dropped = len(engine.render(messages).tokens), len(body) - 1
         except ChattermError as exc:
             # A server that cannot count tokens, or one that failed: said in the meter itself,
             # not as a failure notification after every reply.
-            known = bool(getattr(engine, "n_ctx_known", True))
-            self.post_message(ContextUnmeasured(str(exc), n_ctx, known, generation))
+            self.post_message(ContextUnmeasured(str(exc), n_ctx, engine.n_ctx_known, generation))
             return
-        dropped = 0
-        limit = n_ctx - reserve
-        if total > limit and body:
-            # The engine drops whole turns, oldest first, down to about DROP_TARGET of the
-            # window; find the first user turn from which the rest fits (binary search).
-            target = min(limit, int(n_ctx * DROP_TARGET))
-            starts = [i for i, m in enumerate(body) if m.role == "user" and i > 0]
-            starts.append(len(body) - 1)
-            lo, hi = 0, len(starts) - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if len(engine.render(head + body[starts[mid] :]).tokens) <= target:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            dropped = starts[lo]
         self.post_message(
             ContextMeasured(system, total - system, reserve, n_ctx, dropped, generation)
         )

@@ -21,12 +21,12 @@ from textual.binding import BindingType
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from chatterm.chat_services import ChatServices
 from chatterm.engine.base import Engine
 from chatterm.errors import ChattermError
 from chatterm.sampling import SamplingSettings
 from chatterm.store import Conversation, Message, model_fingerprint, status_for
 from chatterm.tui import generation, keys
-from chatterm.tui.factory import ChatServices
 from chatterm.tui.generation import ReplyJob, stream_reply
 from chatterm.tui.lab.chat_layer import LabChat
 from chatterm.tui.lab.keys import LAB_BINDINGS
@@ -151,7 +151,7 @@ class ChatScreen(LabChat):
             conversation.id,
             parent_id=user.id,
             model=engine.name,
-            model_path=self.services.model_path(engine),
+            model_path=engine.model_path,
             model_hash=self._fingerprint(engine),
             sampling=sampling,
         )
@@ -169,7 +169,7 @@ class ChatScreen(LabChat):
         return len(entries) if index is None else index + 1
 
     def _fingerprint(self, engine: Engine) -> str | None:
-        path = self.services.model_path(engine)
+        path = engine.model_path
         return model_fingerprint(path) if path else None
 
     async def _start_reply(
@@ -393,7 +393,7 @@ class ChatScreen(LabChat):
         reply = self.store.regenerate(
             message_id,
             model=engine.name,
-            model_path=self.services.model_path(engine),
+            model_path=engine.model_path,
             model_hash=self._fingerprint(engine),
             sampling=sampling,
         )

@@ -2,9 +2,8 @@
 
 Special tokens are highlighted and the tokens reused from the KV cache are tinted, so the cost
 of a turn is visible: a long tinted run means a fast first token. The prompt is re-rendered
-from the messages (``engine.render``) in a worker, token ids are turned back into pieces under
-the engine's lock, and the cached count comes from the reply's saved stats
-(``PromptReady.cached_tokens``).
+from the messages (``engine.render``) in a worker, token ids are turned back into pieces, and
+the cached count comes from the reply's saved stats (``PromptReady.cached_tokens``).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,9 +21,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from chatterm.engine.base import Engine
+from chatterm.engine.base import Engine, LocalModel
 from chatterm.engine.events import ChatMessage
-from chatterm.tui.screens.tokens import engine_lock
 
 CACHED_STYLE = "on $success 25%"
 SPECIAL_STYLE = "bold $warning"
@@ -52,11 +49,15 @@ class RenderedView:
     notes: tuple[str, ...] = ()  # from the rendering: a system prompt folded into a user turn
 
 
-def prompt_segments(engine: Any, messages: Sequence[ChatMessage], cached: int) -> RenderedView:
-    """Render ``messages`` and split the text into segments. Call under the engine's lock."""
-    prompt = engine.render(messages)
-    piece = getattr(engine, "piece", None)
-    if piece is None:  # no token-level access: mark control-token text by its look
+def prompt_segments(
+    engine: Engine, messages: Sequence[ChatMessage], cached: int, max_tokens: int | None = None
+) -> RenderedView:
+    """Render ``messages`` (planned like a reply of ``max_tokens`` when given: see
+    ``Engine.plan``) and split the text into segments."""
+    prompt = (
+        engine.render(messages) if max_tokens is None else engine.plan(messages, max_tokens).prompt
+    )
+    if not isinstance(engine, LocalModel):  # no token-level access: mark control tokens by look
         segments = []
         pos = 0
         for match in _SPECIAL_TEXT.finditer(prompt.text):
@@ -70,7 +71,7 @@ def prompt_segments(engine: Any, messages: Sequence[ChatMessage], cached: int) -
         return RenderedView(
             prompt.text, tuple(segments), len(prompt.tokens), 0, specials, False, prompt.notes
         )
-    detokenize = getattr(engine, "detokenize", None)
+    piece = engine.piece
     out: list[PromptSegment] = []
     fallback: list[int] = []  # byte-fallback ids, decoded together into readable characters
     fallback_cached = False
@@ -78,7 +79,7 @@ def prompt_segments(engine: Any, messages: Sequence[ChatMessage], cached: int) -
 
     def flush_fallback() -> None:
         if fallback:
-            text = detokenize(fallback) if detokenize else "".join(piece(t).piece for t in fallback)
+            text = engine.detokenize(fallback)
             out.append(PromptSegment(text, cached=fallback_cached))
             fallback.clear()
 
@@ -190,8 +191,12 @@ class RenderedPromptScreen(ModalScreen[None]):
         *,
         cached: int | None = None,
         sent_text: str | None = None,
+        max_tokens: int | None = None,
     ) -> None:
+        """``max_tokens``: for a reply not sent yet, plan it as the engine will (old turns
+        dropped when the window is full); ``None`` renders ``messages`` as they are."""
         super().__init__(classes="dialog", id="rendered-prompt")
+        self.max_tokens = max_tokens
         self.engine = engine
         self.messages = list(messages)
         self.title_text = title
@@ -209,13 +214,14 @@ class RenderedPromptScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#prompt-note").display = False
-        self.render_prompt(self.engine, self.messages, self.cached or 0)
+        self.render_prompt(self.engine, self.messages, self.cached or 0, self.max_tokens)
 
     @work(thread=True, exclusive=True, group="lab-prompt", exit_on_error=False)
-    def render_prompt(self, engine: Engine, messages: list[ChatMessage], cached: int) -> None:
+    def render_prompt(
+        self, engine: Engine, messages: list[ChatMessage], cached: int, max_tokens: int | None
+    ) -> None:
         try:
-            with engine_lock(engine):
-                view = prompt_segments(engine, messages, cached)
+            view = prompt_segments(engine, messages, cached, max_tokens)
         except Exception as exc:  # a template error, a closed engine: shown, never a crash
             self.post_message(PromptRenderFailed(f"{type(exc).__name__}: {exc}"))
             return

@@ -7,9 +7,7 @@ it; the UI stays free meanwhile.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,12 +31,6 @@ class TokensReady(Message):
 @dataclass
 class TokensFailed(Message):
     error: str
-
-
-def engine_lock(engine: Any) -> Any:
-    """The engine's generation lock if it has one (llama.cpp), else a no-op."""
-    lock = getattr(engine, "lock", None)
-    return lock if lock is not None else nullcontext()
 
 
 class TokensScreen(ModalScreen[None]):
@@ -83,8 +75,7 @@ class TokensScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="lab-tokens", exit_on_error=False)
     def tokenize(self, engine: Engine, text: str, special: bool) -> None:
         try:
-            with engine_lock(engine):
-                pieces = engine.tokenize(text, special=special)
+            pieces = engine.tokenize(text, special=special)  # takes the engine's lock
         except Exception as exc:  # a closed engine, a tokenizer failure: say so, no crash
             self.post_message(TokensFailed(f"{type(exc).__name__}: {exc}"))
             return
