@@ -1,7 +1,12 @@
-"""Sampling settings, each declared once with its range and help text.
+"""Sampling settings, each declared once, with its default, range and help text, where the
+:class:`SamplingSettings` field is.
 
-The CLI options, the TUI side panel (labels, tooltips, ranges) and validation all read
-:data:`FIELDS`, so a setting explains itself the same way everywhere.
+The CLI options (:mod:`chatterm.cli.options`), the TUI side panel (labels, tooltips, ranges), the
+lab's views and validation all read :data:`FIELDS`, so a setting explains itself the same way
+everywhere. Adding a setting means adding one ``setting(...)`` field below: its ``--option``,
+side-panel row and validation follow from it. ``group`` says which views show it:
+``chain`` (the sampler stages the lab replays), ``penalty``, ``run`` (seed, length), or any new
+group a feature needs.
 """
 
 from __future__ import annotations
@@ -26,10 +31,19 @@ class FieldSpec:
     maximum: float
     step: float
     help: str
+    default: Any = None
+    group: str = "chain"
+    flags: tuple[str, ...] = ()  # extra command-line flags, e.g. ("-n",)
+    stage: int = 0  # a chain setting's place in the lab's views (the order explain shows)
 
     @property
     def option(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def option_help(self) -> str:
+        """The help text with the range, as ``--help`` shows it."""
+        return f"{self.help} [{self.minimum:g}–{self.maximum:g}]"
 
     def check(self, value: Any) -> Any:
         """Return ``value`` converted to this field's type, or raise :class:`SettingError`."""
@@ -55,107 +69,104 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec(
-        "temperature",
-        "Temperature",
-        float,
-        0.0,
-        5.0,
-        0.05,
-        "Divides the logits before softmax: 0 always picks the likeliest token, higher is more "
-        "random.",
-    ),
-    FieldSpec(
-        "top_p",
-        "Top-p",
-        float,
-        0.0,
-        1.0,
-        0.01,
-        "Keep the smallest set of likeliest tokens whose probabilities add up to p (1 = off).",
-    ),
-    FieldSpec(
-        "top_k",
-        "Top-k",
-        int,
-        0,
-        1000,
-        1,
-        "Keep only the k likeliest tokens (0 = off).",
-    ),
-    FieldSpec(
-        "min_p",
-        "Min-p",
-        float,
-        0.0,
-        1.0,
-        0.01,
-        "Drop tokens less likely than min_p times the likeliest token (0 = off).",
-    ),
-    FieldSpec(
-        "repeat_penalty",
-        "Repeat penalty",
-        float,
-        0.0,
-        5.0,
-        0.05,
-        "Divides the logits of recently seen tokens (1 = off, >1 discourages repetition).",
-    ),
-    FieldSpec(
-        "presence_penalty",
-        "Presence penalty",
-        float,
-        -2.0,
-        2.0,
-        0.1,
-        "Subtracted from the logit of every token already generated (0 = off).",
-    ),
-    FieldSpec(
-        "frequency_penalty",
-        "Frequency penalty",
-        float,
-        -2.0,
-        2.0,
-        0.1,
-        "Subtracted once per earlier occurrence of a token (0 = off).",
-    ),
-    FieldSpec(
-        "seed",
-        "Seed",
-        int,
-        -1,
-        2**31 - 1,
-        1,
-        "Random seed for sampling; the same seed and settings give the same reply (-1 = random).",
-    ),
-    FieldSpec(
-        "max_tokens",
-        "Max tokens",
-        int,
-        1,
-        1_000_000,
-        16,
-        "Stop after generating this many tokens.",
-    ),
-)
-
-FIELDS_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
+def setting(
+    default: Any,
+    label: str,
+    minimum: float,
+    maximum: float,
+    step: float,
+    help: str,
+    *,
+    group: str = "chain",
+    flags: tuple[str, ...] = (),
+    stage: int = 0,
+) -> Any:
+    """Declare one setting as a :class:`SamplingSettings` field: its type is its default's."""
+    spec = {"label": label, "minimum": minimum, "maximum": maximum, "step": step, "help": help}
+    extra = {"group": group, "flags": flags, "stage": stage}
+    return dataclasses.field(default=default, metadata={"spec": {**spec, **extra}})
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
     """How the next token is chosen from the model's distribution. Immutable: use ``replace``."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int = -1
-    max_tokens: int = 1024
+    temperature: float = setting(
+        0.7,
+        "Temperature",
+        0.0,
+        5.0,
+        0.05,
+        "Divides the logits before softmax: 0 always picks the likeliest token, higher is more "
+        "random.",
+    )
+    top_p: float = setting(
+        0.95,
+        "Top-p",
+        0.0,
+        1.0,
+        0.01,
+        "Keep the smallest set of likeliest tokens whose probabilities add up to p (1 = off).",
+        stage=2,
+    )
+    top_k: int = setting(
+        40, "Top-k", 0, 1000, 1, "Keep only the k likeliest tokens (0 = off).", stage=1
+    )
+    min_p: float = setting(
+        0.05,
+        "Min-p",
+        0.0,
+        1.0,
+        0.01,
+        "Drop tokens less likely than min_p times the likeliest token (0 = off).",
+        stage=3,
+    )
+    repeat_penalty: float = setting(
+        1.0,
+        "Repeat penalty",
+        0.0,
+        5.0,
+        0.05,
+        "Divides the logits of recently seen tokens (1 = off, >1 discourages repetition).",
+        group="penalty",
+    )
+    presence_penalty: float = setting(
+        0.0,
+        "Presence penalty",
+        -2.0,
+        2.0,
+        0.1,
+        "Subtracted from the logit of every token already generated (0 = off).",
+        group="penalty",
+    )
+    frequency_penalty: float = setting(
+        0.0,
+        "Frequency penalty",
+        -2.0,
+        2.0,
+        0.1,
+        "Subtracted once per earlier occurrence of a token (0 = off).",
+        group="penalty",
+    )
+    seed: int = setting(
+        -1,
+        "Seed",
+        -1,
+        2**31 - 1,
+        1,
+        "Random seed for sampling; the same seed and settings give the same reply (-1 = random).",
+        group="run",
+    )
+    max_tokens: int = setting(
+        1024,
+        "Max tokens",
+        1,
+        1_000_000,
+        16,
+        "Stop after generating this many tokens.",
+        group="run",
+        flags=("-n",),
+    )
     stop: tuple[str, ...] = ()
     schema: str = ""
     """A JSON Schema (compact JSON text) the reply must follow; see :mod:`chatterm.structured`."""
@@ -212,3 +223,28 @@ class SamplingSettings:
         """Rebuild from :meth:`to_dict` output, ignoring keys that later versions dropped."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls().merge({k: v for k, v in data.items() if k in names})
+
+
+FIELDS: tuple[FieldSpec, ...] = tuple(
+    FieldSpec(
+        f.name,
+        kind=type(f.default),
+        default=f.default,
+        **f.metadata["spec"],
+    )
+    for f in dataclasses.fields(SamplingSettings)
+    if "spec" in f.metadata
+)
+"""Every numeric setting, in declaration order (the side panel's order)."""
+
+FIELDS_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
+
+
+def names(*groups: str) -> tuple[str, ...]:
+    """The settings of ``groups`` (all when none given), in declaration order."""
+    return tuple(f.name for f in FIELDS if not groups or f.group in groups)
+
+
+CHAIN = tuple(sorted(names("chain"), key=lambda name: FIELDS_BY_NAME[name].stage))
+"""The sampler settings the lab replays over a distribution, in the order its views show them:
+temperature (0 = greedy), top-k, top-p, min-p."""

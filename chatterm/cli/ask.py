@@ -12,86 +12,32 @@ from typing import Any
 
 import typer
 
+from chatterm.cli import options
 from chatterm.cli.attach import FILE_OPTION, GRAMMAR_OPTION, SCHEMA_OPTION
 from chatterm.cli.errors import handle_errors
+from chatterm.cli.options import sampling_options
 from chatterm.errors import UsageError
 from chatterm.outcome import outcome
-from chatterm.sampling import FIELDS_BY_NAME
 
 
-def _help(name: str) -> str:
-    spec = FIELDS_BY_NAME[name]
-    return f"{spec.help} [{spec.minimum:g}–{spec.maximum:g}]"
-
-
-def read_stdin() -> str:
-    """Text piped on stdin; empty when stdin is a terminal or absent (see
-    :mod:`chatterm.cli.input_text` for the UTF-8 policy)."""
-    from chatterm.cli.input_text import read_stdin as read
-
-    return read()
-
-
-def combine_input(stdin_text: str, args: list[str]) -> str:
-    """stdin first, then the argument: ``git diff | chatterm ask "write a commit message"``."""
-    prompt = " ".join(args).strip()
-    stdin_text = stdin_text.strip("\n")
-    if stdin_text and prompt:
-        return f"{stdin_text}\n\n{prompt}"
-    return stdin_text or prompt
-
-
+@sampling_options()
 def ask(
     prompt: list[str] = typer.Argument(None, help="The question; piped stdin comes before it."),
-    model: str = typer.Option(
-        None,
-        "-m",
-        "--model",
-        help="Model name (see `chatterm models`) or GGUF path.",
-        envvar="CHATTERM_MODEL",
-        show_envvar=True,
-    ),
-    system: str = typer.Option(None, "-s", "--system", help="System prompt (wins over -p)."),
-    persona: str = typer.Option(
-        None,
-        "-p",
-        "--persona",
-        help="Persona: its text is the system prompt, its settings the "
-        "defaults (see `chatterm personas`).",
-    ),
-    template: str = typer.Option(
-        None,
-        "-t",
-        "--template",
-        help="Template rendered with the input as the message (see `chatterm templates`).",
-    ),
-    var: list[str] = typer.Option(
-        None, "-v", "--var", help="Set a template or persona variable: -v name=value (repeatable)."
-    ),
+    model: str = options.MODEL,
+    system: str = options.SYSTEM,
+    persona: str = options.PERSONA,
+    template: str = options.TEMPLATE,
+    var: list[str] = options.VAR,
     files: list[str] = FILE_OPTION,
     schema: str = SCHEMA_OPTION,
     grammar: str = GRAMMAR_OPTION,
-    temperature: float = typer.Option(None, help=_help("temperature")),
-    top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
-    top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
-    min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
-    repeat_penalty: float = typer.Option(None, "--repeat-penalty", help=_help("repeat_penalty")),
-    presence_penalty: float = typer.Option(
-        None, "--presence-penalty", help=_help("presence_penalty")
-    ),
-    frequency_penalty: float = typer.Option(
-        None, "--frequency-penalty", help=_help("frequency_penalty")
-    ),
-    seed: int = typer.Option(None, help=_help("seed")),
-    max_tokens: int = typer.Option(None, "--max-tokens", "-n", help=_help("max_tokens")),
+    sampling: dict[str, Any] = {},  # noqa: B006 (replaced by one option per setting)
     stop: list[str] = typer.Option(
         None, "--stop", help="Stop when this text appears (repeatable)."
     ),
-    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
-    threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
-    gpu_layers: int = typer.Option(
-        None, "--gpu-layers", help="Layers to offload to the GPU (-1 = all), if the build can."
-    ),
+    ctx_size: int = options.CTX_SIZE,
+    threads: int = options.THREADS,
+    gpu_layers: int = options.GPU_LAYERS,
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: text, model, settings and stats."
     ),
@@ -126,7 +72,7 @@ def ask(
     """
     from chatterm.cli import input_text
     from chatterm.cli.attach import check_settings, describe, measure, structure
-    from chatterm.cli.prompts_cmd import compose_request
+    from chatterm.cli.inputs import compose_request
     from chatterm.config import load_config
     from chatterm.services import (
         EngineOptions,
@@ -157,19 +103,11 @@ def ask(
     settings = sampling_settings(
         config,
         composed.settings,
-        overrides=dict(
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            min_p=min_p,
-            repeat_penalty=repeat_penalty,
-            presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty,
-            seed=seed,
-            max_tokens=max_tokens,
-            stop=tuple(stop_strings) if stop_strings else None,
+        overrides={
+            **sampling,
+            "stop": tuple(stop_strings) if stop_strings else None,
             **shape,
-        ),
+        },
         saved=continued.sampling if continued is not None else None,
     ).resolved_seed()
     check_settings(settings)
@@ -188,9 +126,8 @@ def ask(
         status.clear()
     for note in getattr(engine, "load_notes", ()):
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. a window past the trained one
-    gpu_note = getattr(engine, "gpu_note", "")
-    if gpu_layers and "no GPU support" in gpu_note:
-        print(f"chatterm: note: {gpu_note}", file=sys.stderr)
+    if gpu_layers and "no GPU support" in engine.gpu_note:
+        print(f"chatterm: note: {engine.gpu_note}", file=sys.stderr)
     # Counted and checked before the question is saved: what does not fit is refused whole.
     attached = measure(engine, messages, composed.attachments, settings)
     if attached and (stats or (sys.stderr.isatty() and not as_json)):
@@ -288,12 +225,12 @@ def _stream(
     assert finished is not None
     saved = None
     if record:
-        from chatterm.lab.probs import token_records
+        from chatterm.lab.records import token_records
 
         saved = token_records(record, engine)
     if recorder is not None:
         recorder.finish(finished, logprobs=saved)  # shown again when the chat is reopened
-    for note in engine.pop_notes() if hasattr(engine, "pop_notes") else ():
+    for note in engine.pop_notes():
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. settings a server ignores
     text = "".join(parts)
     verdict = _check_reply(text, settings, finished)

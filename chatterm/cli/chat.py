@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from chatterm.cli import options
 from chatterm.cli.errors import handle_errors
 
 
@@ -58,25 +59,16 @@ def run_chat(
 
 
 def chat(
-    model: str = typer.Option(
-        None,
-        "-m",
-        "--model",
-        help="Model name (see `chatterm models`) or GGUF path.",
-        envvar="CHATTERM_MODEL",
-        show_envvar=True,
-    ),
+    model: str = options.MODEL,
     persona: str = typer.Option(
         None,
         "-p",
         "--persona",
         help="Persona new conversations start with (see `chatterm personas`).",
     ),
-    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
-    threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
-    gpu_layers: int = typer.Option(
-        None, "--gpu-layers", help="Layers to offload to the GPU (-1 = all), if the build can."
-    ),
+    ctx_size: int = options.CTX_SIZE,
+    threads: int = options.THREADS,
+    gpu_layers: int = options.GPU_LAYERS,
 ) -> None:
     """Open the chat app: conversations, streaming replies, live sampling settings.
 

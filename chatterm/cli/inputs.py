@@ -3,7 +3,6 @@ from them with a persona and a template. Shared by ``ask``, ``render`` and the l
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,16 +10,11 @@ if TYPE_CHECKING:
 
 
 def read_stdin() -> str:
-    """Text piped on stdin; empty when stdin is a terminal or absent."""
-    stream = sys.stdin
-    if stream is None or stream.closed:
-        return ""
-    try:
-        if stream.isatty():
-            return ""
-        return stream.read()
-    except (OSError, ValueError):
-        return ""
+    """Text piped on stdin; empty when stdin is a terminal or absent (see
+    :mod:`chatterm.cli.input_text` for the UTF-8 policy)."""
+    from chatterm.cli.input_text import read_stdin as read
+
+    return read()
 
 
 def combine_input(stdin_text: str, args: list[str]) -> str:
@@ -38,15 +32,37 @@ def compose_request(
     template: str | None,
     var: list[str] | None,
     system: str | None,
+    files: list[str] | None = None,
+    *,
+    input_limit: tuple[int, int, int] | None = None,
 ) -> ComposedPrompt:
-    """Load the persona and template, read the input and compose the request; shared by
-    ``ask`` and ``render`` so both send exactly the same messages."""
+    """Load the persona and template, read the attachments (``-f``) and the input, and
+    compose the request; shared by ``ask`` and ``render`` so both send exactly the same
+    messages. Piped stdin is the input unless ``-f -`` attaches it. Text arguments and stdin
+    go through :mod:`chatterm.cli.input_text` (UTF-8 policy, size limit); ``input_limit`` is
+    ``(bytes, window tokens, longest token bytes)`` from ``services.input_limit``."""
     from chatterm import prompts
+    from chatterm.cli import input_text
+    from chatterm.cli.attach import gather
 
-    variables = prompts.parse_variables(var or [])
+    args, var = input_text.clean_all(args), input_text.clean_all(var)
+    system = input_text.clean(system)
+    variables = prompts.parse_variables(var)
     persona_file = prompts.load_prompt("persona", persona) if persona else None
     template_file = prompts.load_prompt("template", template) if template else None
-    text = combine_input(read_stdin(), args or [])
+    limit, window, per_token = input_limit or (None, None, None)
+    collected = gather(files)
+    stdin_text = (
+        ""
+        if collected.uses_stdin
+        else input_text.read_stdin(limit, window=window, per_token=per_token)
+    )
+    text = combine_input(stdin_text, args)
     return prompts.compose(
-        text, persona=persona_file, template=template_file, variables=variables, system=system
+        text,
+        persona=persona_file,
+        template=template_file,
+        variables=variables,
+        system=system,
+        attachments=collected.attachments,
     )

@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
+from chatterm.cli import options
 from chatterm.cli.attach import FILE_OPTION, GRAMMAR_OPTION, SCHEMA_OPTION
 from chatterm.cli.errors import handle_errors
+from chatterm.cli.options import sampling_options
 from chatterm.cli.output import StatusLine
 from chatterm.errors import UsageError
 from chatterm.sampling import FIELDS_BY_NAME
@@ -32,23 +34,8 @@ experiments_app = typer.Typer(
 lab_app.add_typer(experiments_app)
 
 
-def _help(name: str) -> str:
-    spec = FIELDS_BY_NAME[name]
-    return f"{spec.help} [{spec.minimum:g}–{spec.maximum:g}]"
-
-
-MODEL_OPTION = typer.Option(
-    None,
-    "-m",
-    "--model",
-    help="Model name (see `chatterm models`) or GGUF path.",
-    envvar="CHATTERM_MODEL",
-    show_envvar=True,
-)
-
-
 def _text(args: list[str] | None, *, what: str) -> str:
-    from chatterm.cli.ask import combine_input, read_stdin
+    from chatterm.cli.inputs import combine_input, read_stdin
 
     text = combine_input(read_stdin(), args or [])
     if not text.strip():
@@ -107,7 +94,7 @@ def tokenize(
     if text:
         source = " ".join(text)
     else:
-        from chatterm.cli.ask import read_stdin
+        from chatterm.cli.inputs import read_stdin
 
         source = read_stdin().removesuffix("\n")
     if not source:
@@ -137,19 +124,15 @@ def tokenize(
 
 @lab_app.command("sample")
 @handle_errors
+@sampling_options("chain")
 def sample(
     prompt: list[str] = typer.Argument(None, help="The prompt; piped stdin comes before it."),
-    model: str = MODEL_OPTION,
-    system: str = typer.Option(None, "-s", "--system", help="System prompt."),
-    persona: str = typer.Option(None, "-p", "--persona", help="Persona (see `chatterm personas`)."),
-    template: str = typer.Option(
-        None, "-t", "--template", help="Prompt template (see `chatterm templates`)."
-    ),
-    var: list[str] = typer.Option(None, "-v", "--var", help="Template variable name=value."),
-    temperature: float = typer.Option(None, help=_help("temperature")),
-    top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
-    top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
-    min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
+    model: str = options.MODEL,
+    system: str = options.SYSTEM,
+    persona: str = options.PERSONA,
+    template: str = options.TEMPLATE,
+    var: list[str] = options.VAR,
+    sampling: dict[str, Any] = {},  # noqa: B006 (replaced by one option per chain setting)
     schema: str = SCHEMA_OPTION,
     grammar: str = GRAMMAR_OPTION,
     files: list[str] = FILE_OPTION,
@@ -157,7 +140,7 @@ def sample(
     raw: bool = typer.Option(
         False, "--raw", help="Continue the text as is, without the chat template."
     ),
-    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    ctx_size: int = options.CTX_SIZE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show the next-token distribution after a prompt and what sampling keeps of it.
@@ -194,7 +177,7 @@ def sample(
             )
         text = _text(prompt, what="sample")
     else:
-        from chatterm.cli.prompts_cmd import compose_request
+        from chatterm.cli.inputs import compose_request
 
         composed = compose_request(prompt, persona, template, var, system, files)
         if not composed.user.strip() and not composed.attachments:
@@ -204,7 +187,7 @@ def sample(
     settings = sampling_settings(
         config,
         persona_defaults=defaults,
-        overrides=dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, **shape),
+        overrides={**sampling, **shape},
     )
     check_settings(settings)
     gbnf = grammar_for(settings.schema, settings.grammar)
@@ -233,7 +216,7 @@ def sample(
 @handle_errors
 def kv_cache(
     text: list[str] = typer.Argument(None, help="The text to feed; read from stdin when absent."),
-    model: str = MODEL_OPTION,
+    model: str = options.MODEL,
     types: str = typer.Option(
         "f16,q8_0,q4_0", "--types", help="Cache types to compare, f16 first (comma-separated)."
     ),
@@ -296,6 +279,7 @@ def kv_cache(
 
 @lab_app.command("compare")
 @handle_errors
+@sampling_options("chain")
 def compare(
     prompt: list[str] = typer.Argument(None, help="The prompt; piped stdin comes before it."),
     variant: list[str] = typer.Option(
@@ -309,12 +293,9 @@ def compare(
         1, "--runs", "-r", min=1, max=100, help="Runs per variant, with seeds seed, seed+1, …"
     ),
     seed: int = typer.Option(None, help="Seed of the first run (default: random, and saved)."),
-    model: str = MODEL_OPTION,
+    model: str = options.MODEL,
     system: str = typer.Option(None, "-s", "--system", help="System prompt for every variant."),
-    temperature: float = typer.Option(None, help=_help("temperature")),
-    top_k: int = typer.Option(None, "--top-k", help=_help("top_k")),
-    top_p: float = typer.Option(None, "--top-p", help=_help("top_p")),
-    min_p: float = typer.Option(None, "--min-p", help=_help("min_p")),
+    sampling: dict[str, Any] = {},  # noqa: B006 (replaced by one option per chain setting)
     max_tokens: int = typer.Option(
         None,
         "--max-tokens",
@@ -323,7 +304,7 @@ def compare(
     ),
     files: list[str] = FILE_OPTION,
     schema: str = SCHEMA_OPTION,
-    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    ctx_size: int = options.CTX_SIZE,
     as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not save the experiment."),
 ) -> None:
@@ -344,21 +325,14 @@ def compare(
         raise UsageError("give at least one --variant, e.g. --variant temperature=0")
     shape = structure(schema, None)
     collected = gather(files)
-    from chatterm.cli.ask import combine_input, read_stdin
+    from chatterm.cli.inputs import combine_input, read_stdin
 
     text = combine_input("" if collected.uses_stdin else read_stdin(), prompt or [])
     if not text.strip() and not collected.attachments:
         raise UsageError("nothing to compare: give text as an argument or on stdin")
     variants = [Variant.parse(v) for v in variant]
     config = load_config()
-    overrides: dict[str, Any] = dict(
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        max_tokens=max_tokens,
-        **shape,
-    )
+    overrides: dict[str, Any] = {**sampling, "max_tokens": max_tokens, **shape}
     if max_tokens is None and "max_tokens" not in config.sampling:
         overrides["max_tokens"] = COMPARE_MAX_TOKENS
     if seed is None:
@@ -478,7 +452,7 @@ def show_command(
 @handle_errors
 def rerun_command(
     ref: str = typer.Argument(..., metavar="ID", help="Experiment id or a unique prefix."),
-    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    ctx_size: int = options.CTX_SIZE,
     as_json: bool = typer.Option(False, "--json", help="Print the new experiment as JSON."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not save the new run."),
 ) -> None:

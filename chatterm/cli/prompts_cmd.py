@@ -13,59 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from chatterm.cli import options
 from chatterm.cli.attach import FILE_OPTION
 from chatterm.cli.errors import handle_errors
+from chatterm.cli.inputs import compose_request
 from chatterm.errors import TemplateError, UsageError
 
 if TYPE_CHECKING:
-    from chatterm.prompts import ComposedPrompt, Kind, PromptFile
-
-PERSONA_HELP = "Persona: its text is the system prompt, its settings the defaults."
-TEMPLATE_HELP = "Template: rendered with the input (stdin and/or the argument) as the message."
-VAR_HELP = "Set a template or persona variable: -v name=value (repeatable)."
-
-
-def compose_request(
-    args: list[str] | None,
-    persona: str | None,
-    template: str | None,
-    var: list[str] | None,
-    system: str | None,
-    files: list[str] | None = None,
-    *,
-    input_limit: tuple[int, int, int] | None = None,
-) -> ComposedPrompt:
-    """Load the persona and template, read the attachments (``-f``) and the input, and
-    compose the request; shared by ``ask`` and ``render`` so both send exactly the same
-    messages. Piped stdin is the input unless ``-f -`` attaches it. Text arguments and stdin
-    go through :mod:`chatterm.cli.input_text` (UTF-8 policy, size limit); ``input_limit`` is
-    ``(bytes, window tokens, longest token bytes)`` from ``services.input_limit``."""
-    from chatterm import prompts
-    from chatterm.cli import input_text
-    from chatterm.cli.ask import combine_input
-    from chatterm.cli.attach import gather
-
-    args, var = input_text.clean_all(args), input_text.clean_all(var)
-    system = input_text.clean(system)
-    variables = prompts.parse_variables(var)
-    persona_file = prompts.load_prompt("persona", persona) if persona else None
-    template_file = prompts.load_prompt("template", template) if template else None
-    limit, window, per_token = input_limit or (None, None, None)
-    collected = gather(files)
-    stdin_text = (
-        ""
-        if collected.uses_stdin
-        else input_text.read_stdin(limit, window=window, per_token=per_token)
-    )
-    text = combine_input(stdin_text, args)
-    return prompts.compose(
-        text,
-        persona=persona_file,
-        template=template_file,
-        variables=variables,
-        system=system,
-        attachments=collected.attachments,
-    )
+    from chatterm.prompts import Kind, PromptFile
 
 
 # -- the personas and templates groups ------------------------------------------------------
@@ -221,10 +176,10 @@ def render(
     prompt: list[str] = typer.Argument(
         None, help="The message (with -c or --messages: an optional next message)."
     ),
-    persona: str = typer.Option(None, "-p", "--persona", help=PERSONA_HELP),
-    template: str = typer.Option(None, "-t", "--template", help=TEMPLATE_HELP),
-    var: list[str] = typer.Option(None, "-v", "--var", help=VAR_HELP),
-    system: str = typer.Option(None, "-s", "--system", help="System prompt (wins over -p)."),
+    persona: str = options.PERSONA,
+    template: str = options.TEMPLATE,
+    var: list[str] = options.VAR,
+    system: str = options.SYSTEM,
     model: str = typer.Option(
         None,
         "-m",
@@ -339,7 +294,7 @@ def _whole_conversation(
     the argument (through -t when given) as a next user message; the model (a saved
     conversation keeps its own unless -m says otherwise) and the saved sampling settings."""
     from chatterm import conversation_input
-    from chatterm.cli.ask import read_stdin
+    from chatterm.cli.inputs import read_stdin
     from chatterm.engine.events import ChatMessage
     from chatterm.services import continued_model
 

@@ -187,6 +187,11 @@ class LocalModel(Protocol):
         Caller holds ``lock``."""
         ...
 
+    def grammar_mask(self, gbnf: str) -> Any:
+        """A :class:`~chatterm.engine.grammar.GrammarMask` for a GBNF grammar over this
+        vocabulary (a context manager; the lab shows what the grammar removes)."""
+        ...
+
     def logits(self) -> Any:
         """The last evaluated position's logits: a NumPy float32 array of ``vocab_size``
         (a view, valid until the next evaluation; caller holds ``lock``)."""

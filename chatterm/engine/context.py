@@ -56,8 +56,8 @@ def plan_context(
     reserve = reply_reserve(n_ctx, max_tokens)
     limit = n_ctx - reserve
     if max_token_bytes and messages:
-        head = messages[0].content if messages[0].role == "system" else ""
-        size = len(head.encode("utf-8", "replace")) + len(
+        system_text = messages[0].content if messages[0].role == "system" else ""
+        size = len(system_text.encode("utf-8", "replace")) + len(
             messages[-1].content.encode("utf-8", "replace")
         )
         if size > max(limit, 0) * max_token_bytes:

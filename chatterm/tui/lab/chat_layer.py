@@ -24,23 +24,23 @@ from textual.worker import Worker, WorkerState
 
 from chatterm.attachments import user_content
 from chatterm.engine.events import ChatMessage, PromptReady
-from chatterm.sampling import SamplingSettings
-from chatterm.store import Message, NotFoundError
-from chatterm.tui.generation import ReplyJob
-from chatterm.tui.lab.records import (
+from chatterm.lab.records import (
     PROBS_TOP_K,
-    Record,
+    TokenRecord,
     engine_vocab_size,
     payload,
     records_of,
     sampling_of,
     vocab_size_of,
 )
+from chatterm.sampling import CHAIN, SamplingSettings
+from chatterm.store import Message, NotFoundError
+from chatterm.tui.generation import ReplyJob
 from chatterm.tui.messages import PromptEvaluated, TokensArrived
 from chatterm.tui.screens.compare import CompareRequest, CompareScreen
 from chatterm.tui.screens.conversations import ConversationsScreen
 from chatterm.tui.screens.rendered_prompt import RenderedPromptScreen
-from chatterm.tui.screens.sampling import CHAIN_FIELDS, SamplingScreen
+from chatterm.tui.screens.sampling import SamplingScreen
 from chatterm.tui.screens.tokens import TokensScreen
 from chatterm.tui.widgets.message_view import AssistantMessage, MessageView
 from chatterm.tui.widgets.prob_text import ProbView
@@ -122,7 +122,7 @@ class LabChat(ConversationsScreen):
     async def _mount_prob_view(
         self,
         view: AssistantMessage,
-        records: list[Record],
+        records: list[TokenRecord],
         settings: SamplingSettings,
         vocab_size: int,
     ) -> ProbView:
@@ -282,7 +282,14 @@ class LabChat(ConversationsScreen):
                 return
             attached = self.attachment_bar.items  # shown in place, before the text
             messages = self.history(path) + [ChatMessage("user", user_content(text, attached))]
-            self.app.push_screen(RenderedPromptScreen(self.engine, messages, "the next message"))
+            self.app.push_screen(
+                RenderedPromptScreen(
+                    self.engine,
+                    messages,
+                    "the next message",
+                    max_tokens=self.settings.max_tokens,
+                )
+            )
             return
         ids = [m.id for m in path]
         if target not in ids:
@@ -336,7 +343,7 @@ class LabChat(ConversationsScreen):
         def done(settings: SamplingSettings | None) -> None:
             if settings is None:
                 return
-            chosen = {name: getattr(settings, name) for name in CHAIN_FIELDS}
+            chosen = {name: getattr(settings, name) for name in CHAIN}
             self.apply_settings(self.settings.replace(**chosen))
             self.notify(
                 "Sampling settings applied: " + ", ".join(f"{k} {v:g}" for k, v in chosen.items()),

@@ -30,20 +30,14 @@ from chatterm.engine.base import Engine
 from chatterm.engine.events import Finished, PromptReady, Token
 from chatterm.errors import ChattermError
 from chatterm.lab.compare import EnginePool, Run, Variant, plan, stream
+from chatterm.sampling import FIELDS
 from chatterm.services import EngineOptions
 from chatterm.tui.streaming import TokenBatcher
 
 COMPARE_MAX_TOKENS = 256
 DEFAULT_VARIANTS = "temperature=0 | temperature=1.2"
-SETTING_BASE = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+SETTING_BASE = tuple(f.name for f in FIELDS if f.group != "run")
+"""The chat's settings a comparison starts from; seed and length are the form's own."""
 
 
 @dataclass

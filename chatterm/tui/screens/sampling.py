@@ -24,13 +24,16 @@ from textual.widgets import Footer, Input, Label, Static
 from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage
 from chatterm.errors import SettingError
-from chatterm.lab.distribution import Distribution, Explanation, explain
-from chatterm.sampling import FIELDS_BY_NAME, SamplingSettings
-from chatterm.tui.lab.records import SAMPLING_ROWS, capture_distribution
+from chatterm.lab.distribution import (
+    SAMPLING_ROWS,
+    Distribution,
+    Explanation,
+    capture_distribution,
+    explain,
+)
+from chatterm.sampling import CHAIN, FIELDS_BY_NAME, SamplingSettings
 from chatterm.tui.widgets.prob_chart import ProbChart, percent
 from chatterm.tui.widgets.sampling_panel import SettingInput, format_value
-
-CHAIN_FIELDS = ("temperature", "top_k", "top_p", "min_p")
 
 
 @dataclass
@@ -145,7 +148,7 @@ class SamplingScreen(Screen[SamplingSettings | None]):
         with Horizontal(id="sampling-body"):
             with Vertical(id="sampling-controls"):
                 with Grid():
-                    for name in CHAIN_FIELDS:
+                    for name in CHAIN:
                         spec = FIELDS_BY_NAME[name]
                         yield Label(spec.label).with_tooltip(spec.help)
                         yield SettingInput(spec, getattr(self.settings, name))
