@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -79,7 +80,7 @@ class Engine(Protocol):
     ``ContextOverflowError`` before yielding when the newest message cannot fit, and
     ``TemplateError`` when the chat template fails. Calls are serialised: a second call waits
     for the first to finish, and ``render``, ``tokenize``, ``plan`` and ``warm`` take the same
-    lock themselves (never call them while iterating ``generate`` on the same thread). Setting
+    lock themselves. Setting
     ``cancel`` (from any thread) stops between tokens with reason ``"cancelled"``.
     """
 
@@ -163,7 +164,9 @@ class LocalModel(Protocol):
     """
 
     @property
-    def lock(self) -> threading.Lock: ...
+    def lock(self) -> AbstractContextManager[Any]:
+        """The model's reentrant lock (``render``, ``tokenize`` and ``generate`` take it)."""
+        ...
 
     @property
     def vocab_size(self) -> int:
