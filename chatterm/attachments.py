@@ -382,8 +382,10 @@ def html_to_text(html: str) -> str:
 def count_tokens(engine: Any, attachments: Sequence[Attachment]) -> list[Attachment]:
     """Each attachment with the number of tokens its block takes under ``engine``'s tokenizer
     (left ``None`` where the engine cannot tokenize, e.g. a server without ``/tokenize``)."""
+    from chatterm.engine.base import LocalModel
+
     # The ids alone where the engine offers them: naming every piece of a large file is slow.
-    count = getattr(engine, "token_ids", None) or engine.tokenize
+    count = engine.token_ids if isinstance(engine, LocalModel) else engine.tokenize
     out = []
     for item in attachments:
         try:

@@ -43,3 +43,17 @@ def test_round_trip_through_dict_and_concrete_seed():
     assert SamplingSettings.from_dict(s.to_dict()) == s
     assert s.resolved_seed().seed >= 0
     assert SamplingSettings(seed=5).resolved_seed().seed == 5
+
+
+def test_each_setting_becomes_an_option_where_its_group_is_taken():
+    """Declared once in sampling.py: ask takes every setting, lab sample the sampler chain."""
+    from chatterm.sampling import CHAIN, FIELDS_BY_NAME
+    from tests.conftest import run_cli
+
+    ask = run_cli("ask", "--help", env={"COLUMNS": "200"}).stdout
+    assert all(spec.option in ask for spec in FIELDS), ask
+    sample = run_cli("lab", "sample", "--help", env={"COLUMNS": "200"}).stdout
+    chain = [FIELDS_BY_NAME[name].option for name in CHAIN]
+    assert all(option in sample for option in chain)
+    assert sorted(chain, key=sample.index) == chain, "in the chain's order"
+    assert "--seed" not in sample

@@ -124,7 +124,7 @@ def ask(
         )
     finally:
         status.clear()
-    for note in getattr(engine, "load_notes", ()):
+    for note in engine.load_notes:
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. a window past the trained one
     if gpu_layers and "no GPU support" in engine.gpu_note:
         print(f"chatterm: note: {engine.gpu_note}", file=sys.stderr)

@@ -252,7 +252,9 @@ def kv_cache(
             model=model, ctx_size=ctx_size, cache_type=name, adapt_threads=False
         )
         engine = load_engine(options, config)
-        if not hasattr(engine, "teacher_forced_choices"):
+        from chatterm.engine.base import LocalModel
+
+        if not isinstance(engine, LocalModel):
             engine.close()
             raise UsageError("lab kv-cache needs a local GGUF model: a server keeps its own cache")
         status.show(f"feeding {tokens} tokens through the {name} cache…")

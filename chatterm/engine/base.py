@@ -145,6 +145,11 @@ class Engine(Protocol):
         Purely an optimisation: the next ``generate`` is correct whether or not it ran."""
         ...
 
+    @property
+    def load_notes(self) -> list[str]:
+        """Notes from loading the model (e.g. a window longer than it was trained for)."""
+        ...
+
     def pop_notes(self) -> list[str]:
         """Notes about the replies since the last call (e.g. settings a server ignored),
         each given once; usually none."""
@@ -193,6 +198,13 @@ class LocalModel(Protocol):
     def grammar_mask(self, gbnf: str) -> Any:
         """A :class:`~chatterm.engine.grammar.GrammarMask` for a GBNF grammar over this
         vocabulary (a context manager; the lab shows what the grammar removes)."""
+        ...
+
+    def teacher_forced_choices(
+        self, tokens: Sequence[int], cancel: threading.Event | None = None
+    ) -> tuple[list[int], float]:
+        """Feed ``tokens`` one at a time and return the top-1 choice after each and the
+        seconds it took (the lab's KV-cache comparison)."""
         ...
 
     def logits(self) -> Any:

@@ -50,6 +50,7 @@ class FakeEngine:
     model_path: Path | None = None
     gpu_note: str = ""
     n_ctx_known: bool = True
+    load_notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

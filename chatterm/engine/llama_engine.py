@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +70,7 @@ def system_info() -> str:
     """llama.cpp's build and CPU feature line (AVX2, NEON, …), for benchmarks and bug reports."""
     import llama_cpp
 
-    return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    return str(llama_cpp.llama_print_system_info().decode("utf-8", "replace")).strip()
 
 
 _CONSTRUCT_LOCK = threading.Lock()
@@ -110,6 +109,35 @@ def _load_llama(**kwargs: Any) -> Any:
             return llama_cpp.Llama(**kwargs)
         finally:
             llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
+
+
+class ModelLock:
+    """The model's lock: reentrant, since ``render`` and ``tokenize`` take it themselves, also
+    under a caller that holds it around render + prefill + logits; ``locked()`` says whether any
+    thread holds it (``threading.RLock`` has no such method before Python 3.14)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0  # changed only by the holder
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._lock.acquire(blocking, timeout)
+        if got:
+            self._depth += 1
+        return got
+
+    def release(self) -> None:
+        self._depth -= 1
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._depth > 0
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class LlamaEngine:
@@ -161,8 +189,7 @@ class LlamaEngine:
         self.threads_now = self.threads
         self.gpu_layers = gpu_layers
         self.flash_attn = flash_attn
-        # Reentrant: render and tokenize take it themselves, also under a caller holding it.
-        self._lock = threading.RLock()
+        self._lock = ModelLock()
         self._compute = compute_thread.shared()
         self._last_drop: Drop | None = None  # reused while it fits: see plan_context
         # How many leading KV cells were written by batches of at least REPRODUCIBLE_BATCH
@@ -230,7 +257,7 @@ class LlamaEngine:
         return self._llm
 
     @property
-    def lock(self) -> AbstractContextManager[Any]:
+    def lock(self) -> ModelLock:
         return self._lock
 
     @property

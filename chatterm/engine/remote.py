@@ -129,6 +129,7 @@ class RemoteEngine:
         self.name = f"{endpoint.name}/{model}"
         self.model_path: Path | None = None  # the model lives on the server
         self.gpu_note = ""
+        self.load_notes: list[str] = []
         self.notes: list[str] = []
         self.last_usage: Usage | None = None
         self._pending_notes: list[str] = []

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from chatterm import paths
 from chatterm.attachments import Attachment
 from chatterm.errors import StoreError, UsageError
+from chatterm.sampling import SamplingSettings
 from chatterm.store import db, ids, transfer
 from chatterm.store.db import connect, describe, now, parse_timestamp, timestamp, transaction
 from chatterm.store.migrations import migrate
@@ -82,11 +83,13 @@ def _unjson(text: str | None) -> Any:
         return None
 
 
-def _settings_dict(sampling: Any) -> dict[str, Any] | None:
-    """Accept a ``SamplingSettings`` (anything with ``to_dict``) or a mapping."""
+def _settings_dict(
+    sampling: SamplingSettings | Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Accept a ``SamplingSettings`` or a mapping (e.g. a saved snapshot)."""
     if sampling is None:
         return None
-    if hasattr(sampling, "to_dict"):
+    if isinstance(sampling, SamplingSettings):
         return dict(sampling.to_dict())
     return dict(sampling)
 
