@@ -12,6 +12,7 @@ import typer
 from chatterm.cli import options
 from chatterm.cli.attach import FILE_OPTION, GRAMMAR_OPTION, SCHEMA_OPTION
 from chatterm.cli.errors import handle_errors
+from chatterm.cli.lab_common import load_lab_engine, text_input
 from chatterm.cli.options import sampling_options
 from chatterm.cli.output import StatusLine
 from chatterm.errors import UsageError
@@ -32,30 +33,6 @@ experiments_app = typer.Typer(
     rich_markup_mode=None,
 )
 lab_app.add_typer(experiments_app)
-
-
-def _text(args: list[str] | None, *, what: str) -> str:
-    from chatterm.cli.inputs import combine_input, read_stdin
-
-    text = combine_input(read_stdin(), args or [])
-    if not text.strip():
-        raise UsageError(f"nothing to {what}: give text as an argument or on stdin")
-    return text
-
-
-def _load(model: str | None, ctx_size: int | None, threads: int | None, config: Any) -> Any:
-    from chatterm.services import EngineOptions, load_engine
-
-    status = StatusLine()
-    status.show("loading model…")
-    try:
-        # The lab teaches "same seed, same reply": never let the machine's load change it.
-        options = EngineOptions(
-            model=model, ctx_size=ctx_size, threads=threads, adapt_threads=False
-        )
-        return load_engine(options, config)
-    finally:
-        status.clear()
 
 
 # -- chatterm tokenize ---------------------------------------------------------------------
@@ -175,7 +152,7 @@ def sample(
                 "--raw continues the text as is: it takes no persona, template, "
                 "variables, system prompt or attachments"
             )
-        text = _text(prompt, what="sample")
+        text = text_input(prompt, what="sample")
     else:
         from chatterm.cli.inputs import compose_request
 
@@ -192,7 +169,7 @@ def sample(
     check_settings(settings)
     gbnf = grammar_for(settings.schema, settings.grammar)
     label = "grammar" if settings.grammar else ("schema" if settings.schema else "")
-    engine = _load(model, ctx_size, None, config)
+    engine = load_lab_engine(model, ctx_size, None, config)
     try:
         if raw:
             dist = distribution_after(
@@ -239,7 +216,7 @@ def kv_cache(
     from chatterm.lab.cache_types import compare_cache_types
     from chatterm.services import EngineOptions, load_engine
 
-    body = _text(text, what="feed")
+    body = text_input(text, what="feed")
     config = load_config()
     from chatterm.cache_types import cache_type
 

@@ -19,12 +19,12 @@ def _prepare(
     model: str | None, ctx_size: int | None, text: list[str] | None, what: str
 ) -> tuple[Any, list[int]]:
     """Read the text, load the model and tokenize the text as is (BOS if the model wants)."""
-    from chatterm.cli.lab import _load, _text
+    from chatterm.cli.lab_common import load_lab_engine, text_input
     from chatterm.config import load_config
     from chatterm.lab.distribution import raw_text_tokens
 
-    source = _text(text, what=what)
-    engine = _load(model, ctx_size, None, load_config())
+    source = text_input(text, what=what)
+    engine = load_lab_engine(model, ctx_size, None, load_config())
     try:
         return engine, raw_text_tokens(engine, source)
     except BaseException:
