@@ -167,3 +167,40 @@ async def test_compare_on_the_real_model_repeats_itself_with_a_fixed_seed(make, 
     assert [r.text for r in saved.runs] == first
     assert [r.settings.seed for r in saved.runs] == [42, 42]
     assert all(r.stats["generated_tokens"] > 0 for r in saved.runs)
+
+
+async def test_attention_and_lens_views_from_the_tokens_view(make, real_engine):
+    from chatterm.lab.distribution import distribution_after, raw_text_tokens
+    from chatterm.tui.screens.inside import AttentionScreen, LensScreen
+
+    text = "The cat sat on the mat because it was tired."
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.prompt.text = text
+        await pilot.press("f4")
+        await settle(pilot)
+        await pilot.press("a")
+        screen = app.screen
+        assert isinstance(screen, AttentionScreen)
+        await wait_until(pilot, lambda: screen.result is not None)
+        a = screen.result
+        assert len(a.pieces) == len(raw_text_tokens(real_engine, text))
+        await pilot.press("right", "right", "right")
+        await pilot.press("right_square_bracket", "right_square_bracket", "equals_sign")
+        assert (screen.selected, screen.at_layer, screen.at_head) == (3, 1, 0)
+        status = str(screen.query_one(".inside-status").render())
+        assert "layer 1/29" in status and "head 0/8" in status
+        row = a.matrix(1, 0)[3]
+        assert row[:4].sum() == pytest.approx(1.0, abs=1e-4) and not row[4:].any()
+        await pilot.press("a")
+        assert (screen.at_layer, screen.at_head) == (None, None)
+        await pilot.press("escape")
+        await pilot.press("l")
+        lens_screen = app.screen
+        assert isinstance(lens_screen, LensScreen)
+        await wait_until(pilot, lambda: lens_screen.result is not None)
+        lens = lens_screen.result
+        dist = distribution_after(real_engine, raw_text_tokens(real_engine, text))
+        assert lens.answer.token_id == dist.top(1)[0].token_id
+        table = str(lens_screen.query_one("#lens-table").render())
+        assert len(table.strip().splitlines()) == 30

@@ -34,10 +34,25 @@ class TokensFailed(Message):
 
 
 class TokensScreen(ModalScreen[None]):
-    """Chips for each token of ``text``; ``i`` shows ids; Esc, F4 or q closes."""
+    """Chips for each token of ``text``; ``i`` shows ids; ``a`` opens the attention view and
+    ``l`` the logit lens for the same text; Esc, F4 or q closes."""
 
     BINDINGS = [
         Binding("i", "toggle_ids", "Ids", id="tokens.ids", tooltip="Show or hide token ids"),
+        Binding(
+            "a",
+            "attention",
+            "Attention",
+            id="tokens.attention",
+            tooltip="Which earlier tokens each token attends to, per layer and head",
+        ),
+        Binding(
+            "l",
+            "lens",
+            "Lens",
+            id="tokens.lens",
+            tooltip="The logit lens: what each layer would predict after the text",
+        ),
         Binding("escape,q,f4", "close", "Close", id="tokens.close"),
     ]
 
@@ -65,7 +80,7 @@ class TokensScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog-box tokens-box") as box:
             box.border_title = f"Tokens of {self.title_text} · {self.engine.name}"
-            box.border_subtitle = "i ids · esc close"
+            box.border_subtitle = "i ids · a attention · l lens · esc close"
             yield TokenChips(id="token-chips")
             yield Static("tokenizing…", id="tokens-summary", markup=False)
 
@@ -93,6 +108,16 @@ class TokensScreen(ModalScreen[None]):
 
     def action_toggle_ids(self) -> None:
         self.query_one(TokenChips).toggle_ids()
+
+    def action_attention(self) -> None:
+        from chatterm.tui.screens.inside import AttentionScreen
+
+        self.app.push_screen(AttentionScreen(self.engine, self.text, self.title_text))
+
+    def action_lens(self) -> None:
+        from chatterm.tui.screens.inside import LensScreen
+
+        self.app.push_screen(LensScreen(self.engine, self.text, self.title_text))
 
     def action_close(self) -> None:
         self.dismiss(None)
