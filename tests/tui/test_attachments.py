@@ -120,3 +120,23 @@ async def test_forced_tokens_are_underlined_in_the_probabilities_view(make) -> N
         text = ProbText([free, forced])
         underlined = [s for s in text._spans if str(s.style) == "underline"]
         assert [(s.start, s.end) for s in underlined] == [(3, 5)]
+
+
+@pytest.mark.slow
+async def test_an_attached_file_reaches_the_real_model_in_place(
+    make, real_engine, project: Path, seen
+) -> None:
+    from chatterm.tui.messages import PromptEvaluated
+
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        await _attach(pilot, "notesmd")
+        bar = app.chat.query_one(AttachmentBar)
+        (item,) = bar.items
+        assert item.tokens == len(real_engine.token_ids(item.block()))  # the model's tokenizer
+        app.chat.settings = app.chat.settings.replace(max_tokens=4)
+        await send(pilot, "What is the secret word?")
+    prompt = seen.of(PromptEvaluated)[-1].prompt.prompt_text
+    block = f'<attachment source="{project / "docs" / "notes.md"}">\n{SECRET}</attachment>'
+    assert f"{block}\n\nWhat is the secret word?" in prompt
