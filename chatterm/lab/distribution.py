@@ -493,11 +493,17 @@ SAMPLING_ROWS = 20
 
 
 def capture_distribution(
-    engine: Engine, messages: Sequence[ChatMessage], *, rows: int = SAMPLING_ROWS
+    engine: Engine,
+    messages: Sequence[ChatMessage],
+    *,
+    rows: int = SAMPLING_ROWS,
+    grammar: str = "",
+    grammar_label: str = "",
 ) -> Distribution:
     """The distribution of the first token of the reply to ``messages``.
 
-    A local llama.cpp engine gives the full vocabulary (:func:`next_token_distribution`);
+    A local llama.cpp engine gives the full vocabulary (:func:`next_token_distribution`),
+    with what a GBNF ``grammar`` allows when one is given (a persona's schema);
     engines without local logits (remote servers, the scripted fake) give their top ``rows``
     candidates from a one-token generation, which :func:`explain` marks as approximate.
     Runs in a worker: it evaluates the prompt.
@@ -506,7 +512,9 @@ def capture_distribution(
     from chatterm.sampling import SamplingSettings
 
     if isinstance(engine, LocalModel):
-        return next_token_distribution(engine, messages)
+        return next_token_distribution(
+            engine, messages, grammar=grammar, grammar_label=grammar_label
+        )
     greedy = SamplingSettings(temperature=0, max_tokens=1, seed=0)
     prompt_text = ""
     first: Token | None = None

@@ -140,3 +140,24 @@ async def test_an_attached_file_reaches_the_real_model_in_place(
     prompt = seen.of(PromptEvaluated)[-1].prompt.prompt_text
     block = f'<attachment source="{project / "docs" / "notes.md"}">\n{SECRET}</attachment>'
     assert f"{block}\n\nWhat is the secret word?" in prompt
+
+
+@pytest.mark.slow
+async def test_the_sampling_view_shows_a_schemas_grammar_stage(make, real_engine) -> None:
+    from chatterm import structured
+    from chatterm.tui.screens.sampling import SamplingScreen
+
+    app = make(engine=real_engine)
+    schema = structured.canonical(structured.concise_schema("name, age int"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.settings = app.chat.settings.replace(schema=schema)  # as a persona sets it
+        app.chat.prompt.text = "Describe Bob, who is 41."
+        await pilot.press("f5")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, SamplingScreen)
+        expl = screen.explanation
+        assert expl is not None and expl.stages[0].name == "grammar"
+        assert any(r.removed_by == "grammar" for r in expl.rows)
+        kept = [r for r in expl.rows if r.removed_by is None]
+        assert kept and all(r.piece.lstrip().startswith("{") for r in kept)

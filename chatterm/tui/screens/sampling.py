@@ -173,8 +173,13 @@ class SamplingScreen(Screen[SamplingSettings | None]):
 
     @work(thread=True, exclusive=True, group="lab-sampling", exit_on_error=False)
     def capture(self, engine: Engine, messages: list[ChatMessage]) -> None:
+        from chatterm.structured import grammar_for
+
+        shape = self.settings  # a persona's schema or grammar: its stage comes first
+        label = "grammar" if shape.grammar else ("schema" if shape.schema else "")
         try:
-            dist = capture_distribution(engine, messages)
+            gbnf = grammar_for(shape.schema, shape.grammar)
+            dist = capture_distribution(engine, messages, grammar=gbnf, grammar_label=label)
         except Exception as exc:  # overflow, an engine without probabilities: shown, no crash
             self.post_message(DistributionFailed(str(exc) or type(exc).__name__))
             return
