@@ -26,6 +26,9 @@ from chatterm.errors import ModelError
 
 GGML_MAX_DIMS = 4
 GGML_TYPE_F32 = 0
+BATCH = 512
+"""Tokens per batch when not ``one_batch``: the chat engine's prefill chunk, so the numbers come
+out as the engine's."""
 
 
 class _TensorHead(ctypes.Structure):
@@ -83,15 +86,19 @@ def capture(
     keep: Callable[[str, np.ndarray], np.ndarray] = lambda _name, a: a,
     *,
     flash_attn: bool = False,
+    one_batch: bool = True,
 ) -> dict[str, np.ndarray]:
     """Evaluate ``tokens`` once in a separate context and return the wanted tensors by name.
 
     ``want(name)`` picks graph nodes; ``keep(name, array)`` may cut each one down as it
     arrives (the array is shaped ``(ne3, ne2, ne1, ne0)``), so only what is kept stays in
     memory. ``flash_attn``: on, the softmaxed attention never exists as a tensor; match the
-    engine's setting to reproduce its numbers exactly. Logits are computed for the last
-    position only. Raises ``ModelError`` when llama.cpp cannot make the context or evaluate
-    the tokens.
+    engine's setting to reproduce its numbers exactly. ``one_batch``: evaluate the whole prompt
+    as one micro-batch (attention needs every query row in one tensor); otherwise in batches of
+    :data:`BATCH` like the engine's prefill, where a tensor's later batch replaces its earlier
+    one (enough for the last position), and llama.cpp's buffers stay small for long prompts.
+    Logits are computed for the last position only. Raises ``ModelError`` when llama.cpp
+    cannot make the context or evaluate the tokens.
     """
     import llama_cpp
 
@@ -117,8 +124,8 @@ def capture(
         params = llama_cpp.llama_context_default_params()
         size = max(256, -(-n // 256) * 256)
         params.n_ctx = size
-        params.n_batch = size
-        params.n_ubatch = size  # one micro-batch: every layer's attention in one tensor
+        params.n_batch = size if one_batch else BATCH
+        params.n_ubatch = size if one_batch else BATCH
         params.n_seq_max = 1
         params.n_threads = engine.threads
         params.n_threads_batch = engine.threads
@@ -134,12 +141,15 @@ def capture(
         if not ctx:
             raise ModelError("llama.cpp could not create a context for the capture")
         try:
-            ids = (llama_cpp.llama_token * n)(*tokens)
-            status = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ids, n))
-            if failure:
-                raise failure[0]
-            if status != 0:
-                raise ModelError(f"llama.cpp could not evaluate the prompt (status {status})")
+            step = n if one_batch else BATCH
+            for start in range(0, n, step):
+                part = tokens[start : start + step]
+                ids = (llama_cpp.llama_token * len(part))(*part)
+                status = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(ids, len(part)))
+                if failure:
+                    raise failure[0]
+                if status != 0:
+                    raise ModelError(f"llama.cpp could not evaluate the prompt (status {status})")
         finally:
             llama_cpp.llama_free(ctx)
 

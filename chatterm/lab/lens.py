@@ -215,7 +215,14 @@ def logit_lens(engine: Any, tokens: list[int], top: int = TOP) -> Lens:
         return np.array(a.reshape(-1, a.shape[-1])[-1])  # the last position only
 
     # The engine's flash-attention setting, so the last layer is exactly the engine's own.
-    got = capture(engine, tokens, want, keep, flash_attn=bool(getattr(engine, "flash_attn", False)))
+    got = capture(
+        engine,
+        tokens,
+        want,
+        keep,
+        flash_attn=bool(getattr(engine, "flash_attn", False)),
+        one_batch=False,
+    )
     found = sorted((int(k.removeprefix("l_out-")), v) for k, v in got.items() if k != "result_norm")
     if not found or "result_norm" not in got:
         raise ModelError(f"the logit lens cannot read {engine.name}: no per-layer states")

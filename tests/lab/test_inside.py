@@ -131,3 +131,13 @@ def test_cli_lens_refuses_an_architecture_it_cannot_read(starter_path, tmp_path)
     assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot read a gpt2 model" in lines[0]
+
+
+def test_lens_of_a_prompt_longer_than_one_batch(real_engine):
+    text = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(50))
+    tokens = raw_text_tokens(real_engine, text)
+    assert len(tokens) > 512  # evaluated in two batches, like the engine's prefill
+    lens = logit_lens(real_engine, tokens)
+    best = distribution_after(real_engine, tokens).top(1)[0]
+    assert lens.answer.token_id == best.token_id
+    assert lens.layers[-1].top[0].prob == pytest.approx(best.prob, abs=1e-2)
