@@ -45,7 +45,7 @@ def resolve(options: EngineOptions, config: Config | None = None) -> ModelEntry:
 
 
 def continued_model(used: Sequence[str], config: Config) -> tuple[str | None, str | None]:
-    """The first of a continued conversation's models (see ``ExchangeRecorder.models_used``)
+    """The first of a continued conversation's models (see ``Turn.models_used``)
     that can still be loaded, and a note to show when none can (the default answers then)."""
     from chatterm.errors import ChattermError
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -16,8 +17,15 @@ from chatterm.cli import options
 from chatterm.cli.attach import FILE_OPTION, GRAMMAR_OPTION, SCHEMA_OPTION
 from chatterm.cli.errors import handle_errors
 from chatterm.cli.options import sampling_options
-from chatterm.errors import UsageError
+from chatterm.cli.output import Sinks, ansi_terminal, make_sinks
+from chatterm.errors import ChattermError, UsageError
 from chatterm.outcome import outcome
+
+if TYPE_CHECKING:
+    from chatterm.engine.base import Engine
+    from chatterm.engine.events import ChatMessage, Finished
+    from chatterm.sampling import SamplingSettings
+    from chatterm.store.turn import Turn
 
 
 @sampling_options()
@@ -89,9 +97,9 @@ def ask(
     if not composed.user.strip() and not composed.attachments:
         raise UsageError('nothing to ask: give a prompt, e.g. chatterm ask "why is the sky blue?"')
     stop_strings = input_text.clean_all(stop)
-    from chatterm.store.recorder import ExchangeRecorder
+    from chatterm.store.turn import Turn
 
-    recorder = ExchangeRecorder.for_ask(
+    recorder = Turn.for_ask(
         save=not no_save, continue_last=continue_last, conversation_id=conversation, warn=_warn
     )
     continued = recorder.conversation
@@ -135,104 +143,32 @@ def ask(
     recorder.begin(
         composed.user, engine=engine, sampling=settings, persona=persona, attachments=attached
     )
-    _stream(
+    if logprobs and not as_json:
+        print("chatterm: note: --logprobs adds probabilities to --json output", file=sys.stderr)
+    # Probabilities are read only when they will be shown: off costs nothing.
+    colour = show_probs and not as_json and ansi_terminal(sys.stdout)
+    record = as_json and logprobs > 0
+    sinks = make_sinks(
+        status,
+        as_json=as_json,
+        colour=colour,
+        plain=settings.constrained,  # a reply shaped by a schema or grammar prints as written
+        record=record,
+        engine=engine,
+    )
+    finished = stream(
         engine,
         messages,
         settings,
-        as_json=as_json,
-        stats=stats,
-        status=status,
-        logprobs=logprobs,
-        show_probs=show_probs,
-        recorder=recorder,
-        attachments=attached,
+        recorder,
+        sinks,
+        top_logprobs=logprobs if as_json else int(colour),
     )
-
-
-def _stream(
-    engine: Any,
-    messages: list[Any],
-    settings: Any,
-    *,
-    as_json: bool,
-    stats: bool,
-    status: Any,
-    logprobs: int = 0,
-    show_probs: bool = False,
-    recorder: Any = None,
-    attachments: Any = (),
-) -> None:
-    from chatterm.cli.output import ansi_terminal, make_probability_writer, make_writer
-    from chatterm.engine.events import Finished, PromptReady, Token
-
-    # Probabilities are read only when they will be shown: off costs nothing.
-    colour = show_probs and not as_json and ansi_terminal(sys.stdout)
-    top_k = logprobs if as_json else int(colour)
-    if logprobs and not as_json:
-        print("chatterm: note: --logprobs adds probabilities to --json output", file=sys.stderr)
-    record: list[Token] | None = [] if as_json and logprobs else None
-    writer = (
-        make_probability_writer()
-        if colour
-        else make_writer(as_json=as_json, plain=settings.constrained)
-    )
-    parts: list[str] = []
-    finished: Finished | None = None
-    status.show("thinking…")
-    from chatterm.cli import signals
-
-    try:
-        # SIGTERM/SIGHUP while the answer streams act as Ctrl-C (see cli/signals.py)
-        for event in signals.guarded(engine.generate(messages, settings, top_logprobs=top_k)):
-            if recorder is not None:
-                recorder.on_event(event)  # saves the partial reply about once a second
-            if isinstance(event, Token):
-                if not parts:
-                    status.clear()
-                parts.append(event.text)
-                if colour:
-                    writer.write_token(event.text, event.prob)  # type: ignore[attr-defined]
-                else:
-                    writer.write(event.text)
-                if record is not None:
-                    record.append(event)
-            elif isinstance(event, PromptReady):
-                for note in event.notes:  # e.g. the system prompt folded into the user turn
-                    print(f"chatterm: note: {note}", file=sys.stderr)
-                if event.dropped_messages:
-                    print(
-                        f"chatterm: note: dropped {event.dropped_messages} old messages to fit "
-                        f"the {event.n_ctx}-token context window",
-                        file=sys.stderr,
-                    )
-            elif isinstance(event, Finished):
-                finished = event
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (see cli/signals.py)
-        if recorder is not None:
-            recorder.stop()
-        status.clear()
-        writer.close()
-        kept = (
-            " (the partial answer is saved, marked stopped)"
-            if recorder is not None and recorder.save
-            else ""
-        )
-        print(f"\nchatterm: {signals.describe(exc)}{kept}", file=sys.stderr)
-        raise typer.Exit(signals.exit_code(exc)) from None
-    finally:
-        status.clear()
-    writer.close()
-    assert finished is not None
-    saved = None
-    if record:
-        from chatterm.lab.records import token_records
-
-        saved = token_records(record, engine)
-    if recorder is not None:
-        recorder.finish(finished, logprobs=saved)  # shown again when the chat is reopened
+    saved = sinks.records()
+    recorder.finish(finished, logprobs=saved)  # shown again when the chat is reopened
     for note in engine.pop_notes():
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. settings a server ignores
-    text = "".join(parts)
+    text = sinks.text
     verdict = _check_reply(text, settings, finished)
     if as_json:
         print(
@@ -243,10 +179,10 @@ def _stream(
                     "settings": settings.to_dict(),
                     "finish_reason": finished.reason,
                     "stats": finished.stats.to_dict(),
-                    "conversation_id": recorder.conversation_id if recorder else None,
-                    "attachments": [a.to_dict() for a in attachments],
+                    "conversation_id": recorder.conversation_id,
+                    "attachments": [a.to_dict() for a in attached],
                     **verdict.json(),
-                    **({"tokens": saved or []} if record is not None else {}),
+                    **({"tokens": saved or []} if record else {}),
                 },
                 ensure_ascii=False,
             )
@@ -268,6 +204,49 @@ def _stream(
     if stats or (sys.stderr.isatty() and not as_json):
         word = outcome(finish_reason=finished.reason)
         print(f"[{word}] {finished.stats.summary()}", file=sys.stderr)
+
+
+def stream(
+    engine: Engine,
+    messages: Sequence[ChatMessage],
+    settings: SamplingSettings,
+    turn: Turn,
+    sinks: Sinks,
+    *,
+    top_logprobs: int = 0,
+) -> Finished:
+    """The engine loop: every event goes to the turn (which saves) and to the sinks (which
+    show). Ctrl-C (or SIGTERM/SIGHUP, see cli/signals.py) keeps the partial answer as
+    ``stopped`` and exits; a prompt the engine refuses before generating (too long, a broken
+    template) is not saved and its error propagates (exit 4 for one that does not fit)."""
+    from chatterm.cli import signals
+    from chatterm.engine.events import Finished, PromptReady
+
+    finished: Finished | None = None
+    started = False
+    try:
+        for event in signals.guarded(
+            engine.generate(messages, settings, top_logprobs=top_logprobs)
+        ):
+            started = started or isinstance(event, PromptReady)
+            turn.on_event(event)  # saves the partial reply about once a second
+            sinks.on_event(event)
+            if isinstance(event, Finished):
+                finished = event
+    except KeyboardInterrupt as exc:
+        turn.stop()
+        sinks.close()
+        kept = " (the partial answer is saved, marked stopped)" if turn.save else ""
+        print(f"\nchatterm: {signals.describe(exc)}{kept}", file=sys.stderr)
+        raise typer.Exit(signals.exit_code(exc)) from None
+    except ChattermError:
+        if not started:
+            turn.refuse()
+        sinks.close()
+        raise
+    sinks.close()
+    assert finished is not None
+    return finished
 
 
 class _Verdict:

@@ -1,5 +1,12 @@
-"""Where a streamed answer goes: plain text into a pipe, live Markdown onto a terminal, and the
-one-line status shown on stderr while the model loads or thinks."""
+"""Where a streamed answer goes: the output sinks of ``chatterm ask``, and the one-line status
+shown on stderr while the model loads or thinks.
+
+A sink takes every engine event (``on_event``) and is closed once (``close``), also when the
+user interrupts. :class:`TextSink` writes the answer (plain text into a pipe, live Markdown onto a
+terminal, or tokens coloured by probability); :class:`StatusSink` keeps stderr's status line and
+notes; :class:`TokenLog` keeps the tokens for ``--json --logprobs``. :func:`make_sinks` picks
+them. The engine loop is ``chatterm.cli.ask.stream``; saving is the ``Turn``'s.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chatterm.engine.base import Engine
+    from chatterm.engine.events import Event, Token
 
 DUMB_TERMS = ("dumb", "unknown")
 """``TERM`` values of terminals that cannot take escape codes (as rich decides)."""
@@ -331,3 +342,133 @@ def make_probability_writer() -> Writer:
     if ansi_terminal(sys.stdout):
         return ProbabilityWriter()
     return PlainWriter()
+
+
+# -- sinks ----------------------------------------------------------------------------------
+
+
+class Sink(Protocol):
+    def on_event(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StatusSink:
+    """The status line says "thinking…" until the first token; the prompt's notes (old
+    messages dropped, a system prompt folded into the user turn) go to stderr."""
+
+    def __init__(self, status: StatusLine) -> None:
+        self.status = status
+        self.status.show("thinking…")
+
+    def on_event(self, event: Event) -> None:
+        from chatterm.engine.events import PromptReady, Token
+
+        if isinstance(event, Token):
+            self.status.clear()
+        elif isinstance(event, PromptReady):
+            for note in event.notes:  # e.g. the system prompt folded into the user turn
+                print(f"chatterm: note: {note}", file=sys.stderr)
+            if event.dropped_messages:
+                print(
+                    f"chatterm: note: dropped {event.dropped_messages} old messages to fit "
+                    f"the {event.n_ctx}-token context window",
+                    file=sys.stderr,
+                )
+
+    def close(self) -> None:
+        self.status.clear()
+
+
+class TextSink:
+    """The answer's text into a :class:`Writer`; with ``colour``, each token coloured by its
+    probability (a :class:`ProbabilityWriter`)."""
+
+    def __init__(self, writer: Writer, *, colour: bool = False) -> None:
+        self.writer = writer
+        self.colour = colour and isinstance(writer, ProbabilityWriter)
+
+    def on_event(self, event: Event) -> None:
+        from chatterm.engine.events import Token
+
+        if isinstance(event, Token):
+            if self.colour:
+                self.writer.write_token(event.text, event.prob)  # type: ignore[attr-defined]
+            else:
+                self.writer.write(event.text)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class TokenLog:
+    """The generated tokens, for the per-token probabilities of ``--json --logprobs``."""
+
+    def __init__(self) -> None:
+        self.tokens: list[Token] = []
+
+    def on_event(self, event: Event) -> None:
+        from chatterm.engine.events import Token
+
+        if isinstance(event, Token):
+            self.tokens.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+class Sinks:
+    """Every sink of one answer, fed in order, and the answer's text."""
+
+    def __init__(self, sinks: list[Sink], engine: Engine, log: TokenLog | None = None) -> None:
+        self.sinks = sinks
+        self.engine = engine
+        self.log = log
+        self.parts: list[str] = []
+        self._closed = False
+
+    def on_event(self, event: Event) -> None:
+        from chatterm.engine.events import Token
+
+        if isinstance(event, Token):
+            self.parts.append(event.text)
+        for sink in self.sinks:
+            sink.on_event(event)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for sink in self.sinks:
+                sink.close()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def records(self) -> list[dict[str, Any]] | None:
+        """The tokens' probability records (JSON-ready), when they were kept."""
+        if self.log is None or not self.log.tokens:
+            return None
+        from chatterm.lab.records import token_records
+
+        return token_records(self.log.tokens, self.engine)
+
+
+def make_sinks(
+    status: StatusLine,
+    *,
+    as_json: bool,
+    colour: bool,
+    record: bool,
+    engine: Engine,
+    plain: bool = False,
+) -> Sinks:
+    """The sinks for ``ask``: the status line, then the text (none with ``--json``: the text is
+    printed once, inside the JSON object; ``plain``: as written, never as Markdown), then the
+    token log when probabilities are kept."""
+    writer = make_probability_writer() if colour else make_writer(as_json=as_json, plain=plain)
+    log = TokenLog() if record else None
+    sinks: list[Sink] = [StatusSink(status), TextSink(writer, colour=colour)]
+    if log is not None:
+        sinks.append(log)
+    return Sinks(sinks, engine, log)

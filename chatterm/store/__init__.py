@@ -44,8 +44,9 @@ Search and files
     ``search(query, limit=20)`` (FTS5 over all message text), ``export_json(id)``,
     ``export_markdown(id)``, ``import_json(data)`` (round-trips ``export_json``).
 
-:class:`ExchangeRecorder` (``recorder.py``) wraps the streaming calls for one exchange, driven
-by engine events; ``chatterm ask`` uses it, and the TUI can. ``model_fingerprint(path)`` is the
+:class:`Turn` (``turn.py``) wraps the streaming calls for one exchange, driven by engine events,
+under the rules stated there; :func:`model_history` is what the model sees of a saved branch, for
+``chatterm ask``, the chat app and the lab. ``model_fingerprint(path)`` is the
 cheap model-file hash recorded with each reply.
 """
 
@@ -62,15 +63,14 @@ from chatterm.store.model import (
     SearchHit,
     Siblings,
 )
-from chatterm.store.recorder import ExchangeRecorder, status_for
 from chatterm.store.transfer import ImportFormatError
+from chatterm.store.turn import Turn, model_history, status_for
 
 __all__ = [
     "STATUSES",
     "AmbiguousIdError",
     "Conversation",
     "ConversationStore",
-    "ExchangeRecorder",
     "ImportFormatError",
     "Message",
     "NotFoundError",
@@ -78,5 +78,7 @@ __all__ = [
     "Siblings",
     "model_fingerprint",
     "status_for",
+    "Turn",
+    "model_history",
     "title_from",
 ]

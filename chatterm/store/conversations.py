@@ -566,6 +566,46 @@ class ConversationStore:
         return self.get_message(new)
 
     @_guarded
+    def discard(self, message_ids: Sequence[int], *, leaf: int | None) -> bool:
+        """Remove messages that never became history (a question the model refused before
+        generating, see :mod:`chatterm.store.turn`) and make ``leaf`` the current leaf again.
+
+        Only messages with nothing below them outside ``message_ids`` may go (``UsageError``
+        otherwise). A conversation left with no messages is deleted too; returns whether it
+        was."""
+        ids_ = [int(i) for i in message_ids]
+        if not ids_:
+            return False
+        marks = ", ".join("?" * len(ids_))
+        found = self._conn.execute(
+            f"SELECT DISTINCT conversation_id FROM messages WHERE id IN ({marks})", ids_
+        ).fetchall()
+        if len(found) != 1:
+            raise UsageError("messages to discard must belong to one conversation")
+        conversation_id = found[0][0]
+        with transaction(self._conn) as conn:
+            below = conn.execute(
+                f"SELECT min(id) FROM messages WHERE parent_id IN ({marks}) "
+                f"AND id NOT IN ({marks})",
+                ids_ + ids_,
+            ).fetchone()[0]
+            if below is not None:
+                raise UsageError(f"message {below} follows a message to discard; nothing removed")
+            conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids_)
+            left = conn.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()[0]
+            if not left:
+                conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+                return True
+            conn.execute(
+                "UPDATE conversations SET current_leaf_id = "
+                "(SELECT id FROM messages WHERE id = ? AND conversation_id = ?) WHERE id = ?",
+                (leaf, conversation_id, conversation_id),
+            )
+        return False
+
+    @_guarded
     def update_partial(self, message_id: int, content: str) -> None:
         """Save the text streamed so far (call about once a second). Also the heartbeat that
         tells other processes this reply is still being written. Ignored once finished."""

@@ -184,3 +184,20 @@ def test_logprobs_are_saved_with_the_reply():
     assert saved == data["tokens"]
     assert len(saved) == data["stats"]["generated_tokens"]
     assert all(len(t["top"]) == 3 and 0 < t["prob"] <= 1 for t in saved)
+
+
+def test_a_question_refused_for_the_window_is_not_saved():
+    """A refused message is not history (the rule in chatterm.store.turn): exit 4, no rows."""
+    result = run_cli("ask", "--ctx-size", "256", "Summarise.", input="word " * 2000)
+    assert result.returncode == 4
+    with ConversationStore() as store:
+        assert store.list_conversations() == []
+
+
+def test_a_refused_question_leaves_a_continued_conversation_as_it_was():
+    seeded = _seed(None, "First topic.", "One.")
+    result = run_cli("ask", "--ctx-size", "256", "-c", "Summarise.", input="word " * 2000)
+    assert result.returncode == 4
+    with ConversationStore() as store:
+        assert [m.content for m in store.messages(seeded)] == ["First topic.", "One."]
+        assert [m.content for m in store.active_path(seeded)] == ["First topic.", "One."]

@@ -14,8 +14,9 @@ import pytest
 
 from chatterm.engine.fake import FakeEngine
 from chatterm.sampling import SamplingSettings
-from chatterm.store import ConversationStore, db, recorder
-from chatterm.store.recorder import ExchangeRecorder
+from chatterm.store import ConversationStore, db
+from chatterm.store import turn as recorder
+from chatterm.store.turn import Turn as ExchangeRecorder
 from tests.hostile.limits import bounded, run_limited
 
 STORY = "Write a long story about a lighthouse keeper and the storm that changed her life."

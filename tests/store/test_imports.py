@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 def test_store_imports_no_ui_or_model_libraries():
     code = (
-        "import sys, chatterm.store, chatterm.store.recorder\n"
+        "import sys, chatterm.store, chatterm.store.turn\n"
         "heavy = {'textual', 'rich', 'llama_cpp', 'numpy', 'jinja2'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )

@@ -26,7 +26,7 @@ from chatterm.errors import ChattermError, ContextOverflowError
 from chatterm.prompts import PromptFile
 from chatterm.sampling import SamplingSettings
 from chatterm.services import EngineOptions
-from chatterm.store import Conversation, Message
+from chatterm.store import Conversation, Message, model_history
 from chatterm.tui.generation import ReplyJob
 from chatterm.tui.messages import (
     ContextMeasured,
@@ -156,15 +156,8 @@ class ChatBase(Screen[None]):
         self.app.sub_title = engine.name
 
     def history(self, path: list[Message], exclude: int | None = None) -> list[ChatMessage]:
-        """What the model sees: the system prompt, then the branch, leaving out replies that
-        failed before their first token."""
-        head = [ChatMessage("system", self.system_prompt)] if self.system_prompt else []
-        body = [
-            m.to_chat()
-            for m in path
-            if m.id != exclude and m.role != "system" and (m.content or m.role == "user")
-        ]
-        return head + body
+        """What the model sees (see :func:`chatterm.store.model_history`)."""
+        return model_history(self.system_prompt, path, exclude=exclude)
 
     def _busy(self) -> bool:
         if self.job is not None:

@@ -1,10 +1,16 @@
-"""Saving one exchange while it streams: what ``chatterm ask`` calls around generation.
+"""One turn of a conversation, saved while it streams: the rules stated once.
 
 The question is committed before generation starts; the reply's row is created when the engine
 reports the prompt ready (so a prompt that does not fit leaves the question alone, with no empty
 reply); the text so far is saved with the first token and then whenever a second has passed; the
 final status comes last, also on Ctrl-C (``stopped``). After ``kill -9`` the row stays
 ``streaming`` with the text of the last save, and the next start marks it ``interrupted``.
+
+A prompt the engine refuses before generating (too long for the window, a chat template that
+fails) is not history (:meth:`Turn.refuse`): the question goes again, and a conversation it
+leaves empty; ``ask`` exits with the error's code (4 for a prompt that does not fit) and the
+chat app puts the text back into the input. Reasoning (issue 15) is recorded here, beside
+``parts``, once for every front end.
 
 Saving must never cost the user their answer: if the database fails mid-way, the recorder warns
 once and the answer keeps streaming. A database locked by another process (longer than the busy
@@ -40,13 +46,27 @@ _SAME: Any = object()
 _STATUS_FOR_REASON = {"stop": "complete", "length": "complete", "cancelled": "stopped"}
 
 
+def model_history(
+    system_prompt: str | None, path: Sequence[Message], *, exclude: int | None = None
+) -> list[ChatMessage]:
+    """What the model sees of a saved branch: the system prompt, then the branch's messages
+    (a user message with its attachments rebuilt as sent), leaving out ``exclude`` (the reply
+    being generated) and replies that failed before their first token."""
+    head = [ChatMessage("system", system_prompt)] if system_prompt else []
+    return head + [
+        m.to_chat()
+        for m in path
+        if m.id != exclude and m.role != "system" and (m.content or m.role == "user")
+    ]
+
+
 def status_for(reason: str) -> str:
     """The message status for an engine finish reason: ``stop``/``length`` → ``complete``,
     ``cancelled`` → ``stopped``, anything else → ``error``."""
     return _STATUS_FOR_REASON.get(reason, "error")
 
 
-class ExchangeRecorder:
+class Turn:
     """Records one question and its streamed reply; every method is a no-op when not saving."""
 
     def __init__(
@@ -76,6 +96,8 @@ class ExchangeRecorder:
         self._attachments: tuple[Attachment, ...] = ()
         self._question_saved = False
         self._persona: str | None = None
+        self._question_id: int | None = None
+        self._previous_leaf: int | None = None
 
     @classmethod
     def for_ask(
@@ -85,8 +107,8 @@ class ExchangeRecorder:
         continue_last: bool = False,
         conversation_id: str | None = None,
         warn: Callable[[str], None] | None = None,
-    ) -> ExchangeRecorder:
-        """The recorder for ``chatterm ask [-c | --conversation ID] [--no-save]``.
+    ) -> Turn:
+        """The turn for ``chatterm ask [-c | --conversation ID] [--no-save]``.
 
         Raises ``UsageError`` for an unknown id or nothing to continue, and ``StoreError`` when
         a conversation must be read from an unusable database. When only saving, an unusable
@@ -139,8 +161,7 @@ class ExchangeRecorder:
         failed before their first token are left out)."""
         if self.store is None or self.conversation is None:
             return []
-        path = self.store.active_path(self.conversation.id)
-        return [m.to_chat() for m in path if m.role != "system" and (m.content or m.role == "user")]
+        return model_history(None, self.store.active_path(self.conversation.id))
 
     def models_used(self) -> list[str]:
         """How the continued conversation named its model, most telling first: the name it
@@ -225,10 +246,11 @@ class ExchangeRecorder:
             self.conversation = store.update_conversation(
                 self.conversation.id, system_prompt=system
             )
+        self._previous_leaf = store.get_conversation(self.conversation.id).current_leaf_id
         try:
-            store.add_user_message(
+            self._question_id = store.add_user_message(
                 self.conversation.id, self._question, attachments=self._attachments
-            )
+            ).id
         except BaseException:
             if created:
                 with contextlib.suppress(StoreError):
@@ -293,6 +315,20 @@ class ExchangeRecorder:
             reason=finished.reason,
             logprobs=logprobs,
         )
+
+    def refuse(self) -> None:
+        """The engine refused the prompt before generating: nothing of this turn is kept (the
+        question goes, and a conversation it leaves empty)."""
+        if self._finished or not self.save:
+            return
+        self._finished = True
+        store, question, conversation = self.store, self._question_id, self.conversation
+        if store is None or question is None or conversation is None or self.reply is not None:
+            return
+        gone = self._safely(lambda: store.discard([question], leaf=self._previous_leaf))
+        self._question_id = None
+        if gone:
+            self.conversation = None
 
     def stop(self) -> None:
         """The user pressed Ctrl-C: keep the partial text, marked ``stopped``."""

@@ -1,4 +1,4 @@
-"""ExchangeRecorder: saving one exchange as it streams, on the real model and on events."""
+"""Turn: saving one exchange as it streams, on the real model and on events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from chatterm import paths
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Stats, Token
 from chatterm.errors import StoreError, UsageError
 from chatterm.sampling import SamplingSettings
-from chatterm.store import ConversationStore, ExchangeRecorder, status_for
+from chatterm.store import ConversationStore, Turn, status_for
 from tests.store.conftest import exchange
 
 
@@ -23,7 +23,7 @@ def _ready() -> PromptReady:
 
 def test_real_model_reply_is_saved_byte_for_byte_with_its_provenance(real_engine, starter_path):
     settings = SamplingSettings(temperature=0, seed=3, max_tokens=12)
-    recorder = ExchangeRecorder.for_ask()
+    recorder = Turn.for_ask()
     messages = recorder.messages("Answer briefly.", "Name two planets.")
     recorder.begin("Name two planets.", engine=real_engine, sampling=settings)
     with ConversationStore() as reader:  # the question is committed before generation
@@ -52,7 +52,7 @@ def test_real_model_reply_is_saved_byte_for_byte_with_its_provenance(real_engine
 
 
 def test_partial_text_is_saved_at_the_first_token_then_when_due(store):
-    recorder = ExchangeRecorder(store, interval=3600)
+    recorder = Turn(store, interval=3600)
     recorder.begin("q", engine=_Model(), sampling={"seed": 1}, system=None)
     recorder.on_event(_ready())
     reply_id = recorder.reply.id
@@ -71,7 +71,7 @@ def test_partial_text_is_saved_at_the_first_token_then_when_due(store):
 
 
 def test_ctrl_c_keeps_the_partial_text_as_stopped(store):
-    recorder = ExchangeRecorder(store)
+    recorder = Turn(store)
     recorder.begin("q", engine=_Model(), sampling=None, system=None)
     recorder.on_event(_ready())
     recorder.on_event(Token("half an ans", 0))
@@ -83,7 +83,7 @@ def test_ctrl_c_keeps_the_partial_text_as_stopped(store):
 
 
 def test_a_prompt_that_never_started_keeps_only_the_question(store):
-    recorder = ExchangeRecorder(store)
+    recorder = Turn(store)
     recorder.begin("too long a question", engine=_Model(), sampling=None, system=None)
     recorder.stop()  # e.g. the prompt did not fit, or Ctrl-C during prefill
     conversation = store.most_recent()
@@ -101,7 +101,7 @@ def test_continuing_sends_the_history_and_the_system_prompt(store):
     exchange(store, conversation.id, "first question", "first answer")
     failed = store.start_assistant_message(conversation.id)  # failed before any text
     store.finish_assistant_message(failed.id, "", status="error")
-    recorder = ExchangeRecorder.for_ask(continue_last=True)
+    recorder = Turn.for_ask(continue_last=True)
     assert recorder.messages(None, "second question") == [
         ChatMessage("system", "You are terse."),
         ChatMessage("user", "first question"),
@@ -116,7 +116,7 @@ def test_continuing_sends_the_history_and_the_system_prompt(store):
 
 def test_a_new_system_prompt_replaces_the_saved_one(store):
     conversation = store.create_conversation(system_prompt="old")
-    recorder = ExchangeRecorder.for_ask(conversation_id=conversation.id[:3])
+    recorder = Turn.for_ask(conversation_id=conversation.id[:3])
     assert recorder.messages("new", "q")[0] == ChatMessage("system", "new")
     recorder.begin("q", engine=_Model(), sampling=None)
     recorder.close()
@@ -126,7 +126,7 @@ def test_a_new_system_prompt_replaces_the_saved_one(store):
 def test_no_save_saves_nothing_even_when_continuing(store):
     conversation = store.create_conversation()
     exchange(store, conversation.id, "q", "a")
-    recorder = ExchangeRecorder.for_ask(save=False, continue_last=True)
+    recorder = Turn.for_ask(save=False, continue_last=True)
     assert len(recorder.messages(None, "next")) == 3
     recorder.begin("next", engine=_Model(), sampling=None)
     recorder.on_event(_ready())
@@ -139,9 +139,9 @@ def test_no_save_saves_nothing_even_when_continuing(store):
 
 def test_nothing_to_continue_and_conflicting_choices_are_usage_errors():
     with pytest.raises(UsageError, match="nothing|no saved"):
-        ExchangeRecorder.for_ask(continue_last=True)
+        Turn.for_ask(continue_last=True)
     with pytest.raises(UsageError, match="either"):
-        ExchangeRecorder.for_ask(continue_last=True, conversation_id="abc")
+        Turn.for_ask(continue_last=True, conversation_id="abc")
 
 
 def test_an_unusable_database_costs_a_warning_not_the_answer():
@@ -149,11 +149,39 @@ def test_an_unusable_database_costs_a_warning_not_the_answer():
     path.parent.mkdir(parents=True)
     path.write_bytes(b"garbage" * 100)
     warnings: list[str] = []
-    recorder = ExchangeRecorder.for_ask(warn=warnings.append)
+    recorder = Turn.for_ask(warn=warnings.append)
     recorder.begin("q", engine=_Model(), sampling=None)
     recorder.on_event(Token("x", 0))
     recorder.finish(Finished("stop"))
     assert len(warnings) == 1 and str(path) in warnings[0]
     with pytest.raises(StoreError):
-        ExchangeRecorder.for_ask(continue_last=True)
+        Turn.for_ask(continue_last=True)
     assert path.read_bytes() == b"garbage" * 100
+
+
+def test_a_refused_question_is_not_history(store):
+    conversation = store.create_conversation()
+    exchange(store, conversation.id, "q", "a")
+    turn = Turn(store, store.get_conversation(conversation.id))
+    turn.begin("far too long", engine=_Model(), sampling=None)
+    assert [m.content for m in store.active_path(conversation.id)] == ["q", "a", "far too long"]
+    turn.refuse()  # the engine raised before PromptReady
+    assert [m.content for m in store.messages(conversation.id)] == ["q", "a"]
+    assert [m.content for m in store.active_path(conversation.id)] == ["q", "a"]
+    assert turn.conversation is not None
+
+
+def test_a_refused_first_question_leaves_no_conversation(store):
+    turn = Turn(store)
+    turn.begin("far too long", engine=_Model(), sampling=None, system=None)
+    assert len(store.list_conversations()) == 1
+    turn.refuse()
+    assert store.list_conversations() == [] and turn.conversation is None
+
+
+def test_only_leaves_can_be_discarded(store):
+    conversation = store.create_conversation()
+    first, _ = exchange(store, conversation.id, "q", "a")
+    with pytest.raises(UsageError, match="follows"):
+        store.discard([first.id], leaf=None)
+    assert len(store.messages(conversation.id)) == 2
