@@ -51,6 +51,7 @@ class ReplyJob:
     sampling: SamplingSettings
     user_text: str = ""
     user_id: int | None = None
+    previous_leaf: int | None = None  # the branch to show again if the prompt is refused
     cancel: threading.Event = field(default_factory=threading.Event)
     parts: list[str] = field(default_factory=list)
     last_save: float = field(default_factory=time.monotonic)

@@ -9,7 +9,7 @@ from chatterm.engine.fake import FakeEngine
 from chatterm.errors import ContextOverflowError
 from chatterm.tui.messages import ModelLoaded, ModelLoadFailed, ReplyFailed
 from chatterm.tui.screens.picker import PickerScreen
-from chatterm.tui.widgets.message_view import AssistantMessage
+from chatterm.tui.widgets.message_view import AssistantMessage, MessageView
 
 from .helpers import failing_loader, messages_rows, send, settle, wait_until
 
@@ -116,18 +116,35 @@ async def test_context_overflow_is_a_notification_and_the_text_comes_back(make, 
         assert seen.of(ReplyFailed)
         assert app.chat.prompt.text == "a very long paste"
         assert any("9000 tokens" in n for n in notifications(app))
-        view = list(app.chat.transcript.query(AssistantMessage))[-1]
-        assert view.entry.status == "error"
+        # A refused message is not history (issue 20; the rule is chatterm.store.turn's).
+        assert not list(app.chat.transcript.query(MessageView))
+        assert app.chat.conversation is None and not messages_rows()
         assert app.is_running
-        # Resending (shortened) replaces the failed prompt instead of following it.
         app.chat.engine = FakeEngine().enqueue("fits now")
         await send(pilot, "a shorter paste")
         assert [v.text for v in app.chat.transcript.query(AssistantMessage)] == ["fits now"]
-    rows = messages_rows()
-    failed_user, failed_reply, user, reply = rows
-    assert failed_reply["status"] == "error"
-    assert user["parent_id"] == failed_user["parent_id"]
+    user, reply = messages_rows()
+    assert (user["content"], user["parent_id"]) == ("a shorter paste", None)
     assert reply["content"] == "fits now"
+
+
+async def test_a_refused_message_in_a_conversation_leaves_its_branch_as_it_was(make, fake, seen):
+    fake.enqueue("first answer")
+    app = make()
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await send(pilot, "first question")
+        before = messages_rows()
+        app.chat.engine = OverflowEngine()
+        await send(pilot, "a very long paste")
+        assert seen.of(ReplyFailed)
+        assert app.chat.prompt.text == "a very long paste"
+        assert [v.text for v in app.chat.transcript.query(MessageView)] == [
+            "first question",
+            "first answer",
+        ]
+        path = app.chat.store.active_path(app.chat.conversation.id)
+        assert [m.content for m in path] == ["first question", "first answer"]
+    assert messages_rows() == before
 
 
 async def test_an_unexpected_engine_crash_is_reported_not_raised(make):

@@ -126,6 +126,7 @@ class ChatScreen(LabChat):
         engine = self.engine
         assert engine is not None
         conversation = self.ensure_conversation()
+        previous_leaf = self.store.get_conversation(conversation.id).current_leaf_id
         transcript = self.transcript
         if self.editing is not None:
             edited = self.editing
@@ -158,7 +159,14 @@ class ChatScreen(LabChat):
         positions = self.store.branch_positions(conversation.id)
         await transcript.truncate(len(transcript.entries) if keep is None else keep)
         await transcript.add(entry_for(user, positions))
-        await self._start_reply(reply, positions, sampling, user_text=text, user_id=user.id)
+        await self._start_reply(
+            reply,
+            positions,
+            sampling,
+            user_text=text,
+            user_id=user.id,
+            previous_leaf=previous_leaf,
+        )
 
     def _retry_keep(self, parent: int | None) -> int:
         """After a failed start, the new prompt replaces the failed one on screen."""
@@ -180,6 +188,7 @@ class ChatScreen(LabChat):
         *,
         user_text: str = "",
         user_id: int | None = None,
+        previous_leaf: int | None = None,
     ) -> None:
         engine = self.engine
         assert engine is not None and self.conversation is not None
@@ -195,6 +204,7 @@ class ChatScreen(LabChat):
             sampling=sampling,
             user_text=user_text,
             user_id=user_id,
+            previous_leaf=previous_leaf,
             top_logprobs=self.lab_top_logprobs(),
         )
         self.job = job
@@ -280,7 +290,35 @@ class ChatScreen(LabChat):
     async def _failed(self, message: ReplyFailed) -> None:
         job = self._job_for(message.reply_id)
         if job is not None:
-            await self._fail(job, message.error)
+            await self._refused(job, message.error)
+
+    async def _refused(self, job: ReplyJob, error: str) -> None:
+        """The engine refused the prompt before generating (too long for the window, a chat
+        template that fails). A refused message is not history (the rule stated in
+        :mod:`chatterm.store.turn`): its rows go, the branch it came from shows again, and the
+        text comes back into the input."""
+        on_screen = self.conversation is not None and self.conversation.id == job.conversation_id
+        ids = [i for i in (job.user_id, job.reply_id) if i is not None]
+        gone = False
+        try:
+            gone = self.store.discard(ids, leaf=job.previous_leaf)
+        except ChattermError as exc:
+            self.report(exc)
+        job.saved_final = True
+        self.job = None
+        self.prompt.cursor_blink = self._blink
+        if on_screen:
+            if gone:
+                self.conversation = None
+            path = self.store.active_path(job.conversation_id) if not gone else []
+            positions = self.store.branch_positions(job.conversation_id) if not gone else {}
+            await self.transcript.show([entry_for(m, positions) for m in path])
+        self.refresh_conversations()
+        self.reply_stats.update("the last message was not sent")
+        self.notify(error, title="Cannot reply", severity="error", markup=False, timeout=8)
+        if job.user_text:
+            self.prompt.restore(job.user_text)
+        self.measure_context()
 
     async def _fail(self, job: ReplyJob, error: str) -> None:
         """The reply could not start: mark it, say why, give the text back."""
@@ -390,6 +428,7 @@ class ChatScreen(LabChat):
         engine = self.engine
         assert engine is not None
         sampling = self.settings.resolved_seed()
+        previous_leaf = self.store.get_conversation(self.conversation.id).current_leaf_id
         reply = self.store.regenerate(
             message_id,
             model=engine.name,
@@ -400,7 +439,7 @@ class ChatScreen(LabChat):
         keep = self.transcript.index_of(message_id)
         await self.transcript.truncate(len(self.transcript.entries) if keep is None else keep)
         positions = self.store.branch_positions(self.conversation.id)
-        await self._start_reply(reply, positions, sampling)
+        await self._start_reply(reply, positions, sampling, previous_leaf=previous_leaf)
 
     def action_edit_last(self) -> None:
         last = next((e for e in reversed(self.transcript.entries) if e.role == "user"), None)
