@@ -14,9 +14,8 @@ import pytest
 
 from chatterm.engine.fake import FakeEngine
 from chatterm.sampling import SamplingSettings
-from chatterm.store import ConversationStore, db
-from chatterm.store import turn as recorder
-from chatterm.store.turn import Turn as ExchangeRecorder
+from chatterm.store import ConversationStore, db, turn
+from chatterm.store.turn import Turn
 from tests.hostile.limits import bounded, run_limited
 
 STORY = "Write a long story about a lighthouse keeper and the storm that changed her life."
@@ -65,19 +64,19 @@ def hold_lock(path: Path, seconds: float, ready: threading.Event) -> None:
     conn.close()
 
 
-def locked_exchange(monkeypatch, held: float, retry: float) -> tuple[ExchangeRecorder, list[str]]:
+def locked_exchange(monkeypatch, held: float, retry: float) -> tuple[Turn, list[str]]:
     """One exchange through the recorder while another connection holds the database for
     ``held`` seconds; short busy timeouts keep the test quick."""
     monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(recorder, "LOCKED_RETRY_S", retry)
-    monkeypatch.setattr(recorder, "QUESTION_WAIT_S", 0.2)
+    monkeypatch.setattr(turn, "LOCKED_RETRY_S", retry)
+    monkeypatch.setattr(turn, "QUESTION_WAIT_S", 0.2)
     ConversationStore().close()  # the file exists, migrated
     ready = threading.Event()
     holder = threading.Thread(target=hold_lock, args=(db_path(), held, ready), daemon=True)
     holder.start()
     ready.wait(5)
     warnings: list[str] = []
-    rec = ExchangeRecorder.for_ask(warn=warnings.append)
+    rec = Turn.for_ask(warn=warnings.append)
     engine = FakeEngine().enqueue("the answer to the question")
     messages = rec.messages(None, "the question")
     rec.begin("the question", engine=engine, sampling=SamplingSettings(seed=1))
@@ -129,7 +128,7 @@ def test_ask_answers_while_the_database_is_locked_and_saves_afterwards(home: Pat
     ConversationStore().close()
     ready = threading.Event()
     holder = threading.Thread(
-        target=hold_lock, args=(db_path(), recorder.QUESTION_WAIT_S + 6, ready), daemon=True
+        target=hold_lock, args=(db_path(), turn.QUESTION_WAIT_S + 6, ready), daemon=True
     )
     holder.start()
     ready.wait(5)
