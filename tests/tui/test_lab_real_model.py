@@ -204,3 +204,26 @@ async def test_attention_and_lens_views_from_the_tokens_view(make, real_engine):
         assert lens.answer.token_id == dist.top(1)[0].token_id
         table = str(lens_screen.query_one("#lens-table").render())
         assert len(table.strip().splitlines()) == 30
+
+
+async def test_lens_beside_the_sampling_view_ends_in_its_distribution(make, real_engine):
+    from chatterm.tui.screens.inside import LensScreen
+
+    app = make(engine=real_engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.chat.prompt.text = "What is the capital of France?"
+        await pilot.press("f5")
+        await settle(pilot)
+        sampling = app.screen
+        assert isinstance(sampling, SamplingScreen) and sampling.distribution is not None
+        await pilot.press("ctrl+l")
+        lens_screen = app.screen
+        assert isinstance(lens_screen, LensScreen)
+        await wait_until(pilot, lambda: lens_screen.result is not None)
+        last = lens_screen.result.layers[-1].top
+        expected = sampling.distribution.top(5)
+        assert [c.token_id for c in last] == [c.token_id for c in expected]
+        for mine, theirs in zip(last, expected):
+            assert mine.prob == pytest.approx(theirs.prob, abs=1e-3)
+        await pilot.press("escape")
+        assert app.screen is sampling

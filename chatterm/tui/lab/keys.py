@@ -70,6 +70,10 @@ TOKEN_KEYS = [
 
 LAB_SCREEN_KEYS = [
     ("Tokens: i", "Show or hide token ids"),
+    ("Tokens: a / l", "Attention between the text's tokens / the logit lens after it"),
+    ("Attention: left / right, [ ], - =", "Select a token; step layers; step heads"),
+    ("Attention: a", "Average over all layers and heads again"),
+    ("Sampling: ctrl+l", "The logit lens of the same prompt"),
     ("Sampling: up / down", "Step the focused setting; the chart follows at once"),
     ("Sampling: enter", "Use these four settings in the chat and close"),
     (

@@ -7,6 +7,7 @@ its own (:mod:`chatterm.lab.capture`): the chat's KV cache is never touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -65,11 +66,21 @@ class _InsideScreen(ModalScreen[None]):
 
     what = ""
 
-    def __init__(self, engine: Engine, text: str, title: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        text: str,
+        title: str,
+        *,
+        prompt: Callable[[Any], list[int]] | None = None,
+    ) -> None:
+        """``prompt(engine)``: the token ids to look at (default: ``text`` as is, with BOS
+        if the model wants one); called in the worker, so it may render a chat template."""
         super().__init__(classes="dialog")
         self.engine = engine
         self.text = text
         self.title_text = title
+        self.prompt = prompt
         self.result: Any = None
 
     def on_mount(self) -> None:
@@ -86,7 +97,8 @@ class _InsideScreen(ModalScreen[None]):
         try:
             # The model's reentrant lock (a remote engine has none, and is refused below).
             with getattr(engine, "lock", None) or nullcontext():
-                result = self.compute(engine, raw_text_tokens(engine, text))
+                tokens = self.prompt(engine) if self.prompt else raw_text_tokens(engine, text)
+                result = self.compute(engine, tokens)
         except ChattermError as exc:
             self.post_message(InsideFailed(str(exc)))
             return
@@ -127,8 +139,8 @@ class AttentionScreen(_InsideScreen):
         Binding("escape,q", "close", "Close", id="attention.close"),
     ]
 
-    def __init__(self, engine: Engine, text: str, title: str) -> None:
-        super().__init__(engine, text, title)
+    def __init__(self, engine: Engine, text: str, title: str, **kwargs: Any) -> None:
+        super().__init__(engine, text, title, **kwargs)
         self.selected = 0
         self.at_layer: int | None = None
         self.at_head: int | None = None

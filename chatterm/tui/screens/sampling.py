@@ -78,6 +78,13 @@ class SamplingScreen(Screen[SamplingSettings | None]):
             tooltip="Back to the chat's settings",
         ),
         Binding(
+            "ctrl+l",
+            "lens",
+            "Lens",
+            id="sampling.lens",
+            tooltip="The logit lens: what each layer would predict here, before the last one",
+        ),
+        Binding(
             "enter",
             "apply",
             "Use in chat",
@@ -155,7 +162,7 @@ class SamplingScreen(Screen[SamplingSettings | None]):
                 yield Static(
                     "Up/Down steps a setting; the chart follows at once, replaying the same "
                     "logits.\n\nEnter: use them in the chat\nctrl+r: back to the chat's\n"
-                    "Esc: close",
+                    "ctrl+l: the logit lens\nEsc: close",
                     id="sampling-help",
                     markup=False,
                 )
@@ -227,6 +234,20 @@ class SamplingScreen(Screen[SamplingSettings | None]):
 
     def action_apply(self) -> None:
         self.dismiss(self.settings if self.settings != self.initial else None)
+
+    def action_lens(self) -> None:
+        """The logit lens of the same prompt (chat template included), beside this view."""
+        from chatterm.tui.screens.inside import LensScreen
+
+        messages = self.messages
+        self.app.push_screen(
+            LensScreen(
+                self.engine,
+                "",
+                self.label,
+                prompt=lambda engine: list(engine.render(messages).tokens),
+            )
+        )
 
     def action_reset(self) -> None:
         self.settings = self.initial
