@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -141,3 +142,14 @@ def test_lens_of_a_prompt_longer_than_one_batch(real_engine):
     best = distribution_after(real_engine, tokens).top(1)[0]
     assert lens.answer.token_id == best.token_id
     assert lens.layers[-1].top[0].prob == pytest.approx(best.prob, abs=1e-2)
+
+
+def test_cli_attention_and_lens_on_a_terminal(chatterm_home):
+    from tests.lab.test_cli import run_on_terminal
+
+    out, _ = run_on_terminal("lab", "attention", "--layer", "2", SENTENCE, home=chatterm_home)
+    assert "layer 2 of 0–29" in out
+    assert re.search(r"\x1b\[[0-9;]*48;[25];", out), "earlier tokens on a heat colour"
+    assert "A head is one of the layer's parallel attention patterns" in out.replace("\r\n", " ")
+    out, _ = run_on_terminal("lab", "lens", QUESTION, home=chatterm_home)
+    assert "what each layer would predict" in out and "top choice from layer" in out
