@@ -10,11 +10,15 @@ from llama.cpp's own computation (the ``kq_soft_max-<layer>`` tensors, see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chatterm.engine.base import Engine
 from chatterm.errors import ContextOverflowError, ModelError, UsageError
+
+if TYPE_CHECKING:
+    from chatterm.engine.llama_engine import LlamaEngine
 
 BUDGET_BYTES = 256 * 2**20
 """The most memory the captured attention may take: ``layers × heads × tokens² × 4`` bytes
@@ -89,7 +93,7 @@ def budget_bytes(layers: int, heads: int, n: int) -> int:
     return layers * heads * n * n * 4
 
 
-def _heads(engine: Any) -> int:
+def _heads(engine: LlamaEngine) -> int:
     value = engine.info.arch_value("attention.head_count")
     if isinstance(value, list | tuple):
         value = max(value) if value else None
@@ -101,7 +105,7 @@ def _heads(engine: Any) -> int:
     return value
 
 
-def capture_attention(engine: Any, tokens: list[int], budget: int = BUDGET_BYTES) -> Attention:
+def capture_attention(engine: Engine, tokens: list[int], budget: int = BUDGET_BYTES) -> Attention:
     """Evaluate ``tokens`` (with BOS if the model wants one; see
     :func:`chatterm.lab.distribution.raw_text_tokens`) and capture every layer's attention.
 
@@ -110,12 +114,12 @@ def capture_attention(engine: Any, tokens: list[int], budget: int = BUDGET_BYTES
     anything is allocated) or the prompt exceeds the engine's window, ``ModelError`` when
     llama.cpp computes no softmaxed attention for this architecture.
     """
+    from chatterm.engine.llama_engine import LlamaEngine
     from chatterm.lab.capture import capture
 
-    if not hasattr(engine, "llama"):
+    if not isinstance(engine, LlamaEngine):  # it reads llama.cpp's own tensors
         raise UsageError(
-            f"{getattr(engine, 'name', 'this engine')} runs elsewhere: "
-            "the attention view needs a local llama.cpp model"
+            f"{engine.name} runs elsewhere: the attention view needs a local llama.cpp model"
         )
     n = len(tokens)
     if n == 0:

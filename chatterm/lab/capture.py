@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chatterm.engine import compute_thread
 from chatterm.errors import ModelError
+
+if TYPE_CHECKING:
+    from chatterm.engine.llama_engine import LlamaEngine
 
 GGML_MAX_DIMS = 4
 GGML_TYPE_F32 = 0
@@ -80,7 +83,7 @@ def _read(lib: Any, tensor: int) -> np.ndarray:
 
 
 def capture(
-    engine: Any,
+    engine: LlamaEngine,
     tokens: Sequence[int],
     want: Callable[[str], bool],
     keep: Callable[[str, np.ndarray], np.ndarray] = lambda _name, a: a,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from chatterm.engine.base import Engine
 from chatterm.engine.events import Candidate
 from chatterm.errors import ContextOverflowError, ModelError, UsageError
 
@@ -184,7 +185,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def logit_lens(engine: Any, tokens: list[int], top: int = TOP) -> Lens:
+def logit_lens(engine: Engine, tokens: list[int], top: int = TOP) -> Lens:
     """Evaluate ``tokens`` once and project every layer's last-position state to tokens.
 
     Raises ``UsageError`` for an engine without local weights or an empty prompt,
@@ -192,12 +193,12 @@ def logit_lens(engine: Any, tokens: list[int], top: int = TOP) -> Lens:
     cannot read (refused before evaluating; also when our final norm of the last layer does not
     match llama.cpp's own ``result_norm``).
     """
+    from chatterm.engine.llama_engine import LlamaEngine
     from chatterm.lab.capture import capture
 
-    if not hasattr(engine, "llama"):
+    if not isinstance(engine, LlamaEngine):  # it reads llama.cpp's own tensors
         raise UsageError(
-            f"{getattr(engine, 'name', 'this engine')} runs elsewhere: "
-            "the logit lens needs a local llama.cpp model"
+            f"{engine.name} runs elsewhere: the logit lens needs a local llama.cpp model"
         )
     if not tokens:
         raise UsageError("nothing to predict from: the prompt is empty")
@@ -220,7 +221,7 @@ def logit_lens(engine: Any, tokens: list[int], top: int = TOP) -> Lens:
         tokens,
         want,
         keep,
-        flash_attn=bool(getattr(engine, "flash_attn", False)),
+        flash_attn=engine.flash_attn,
         one_batch=False,
     )
     found = sorted((int(k.removeprefix("l_out-")), v) for k, v in got.items() if k != "result_norm")

@@ -8,7 +8,6 @@ its own (:mod:`chatterm.lab.capture`): the chat's KV cache is never touched.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from chatterm.engine.base import Engine
+from chatterm.engine.base import Engine, LocalModel
 from chatterm.tui.widgets.token_chips import chip_text
 
 HEAD_HELP = (
@@ -90,13 +89,14 @@ class _InsideScreen(ModalScreen[None]):
         raise NotImplementedError
 
     @work(thread=True, exclusive=True, group="lab-inside", exit_on_error=False)
-    def capture(self, engine: Any, text: str) -> None:
-        from chatterm.errors import ChattermError
+    def capture(self, engine: Engine, text: str) -> None:
+        from chatterm.errors import ChattermError, UsageError
         from chatterm.lab.distribution import raw_text_tokens
 
         try:
-            # The model's reentrant lock (a remote engine has none, and is refused below).
-            with getattr(engine, "lock", None) or nullcontext():
+            if not isinstance(engine, LocalModel):
+                raise UsageError(f"{engine.name} runs elsewhere: this view needs a local model")
+            with engine.lock:  # reentrant: the tokenizing below takes it too
                 tokens = self.prompt(engine) if self.prompt else raw_text_tokens(engine, text)
                 result = self.compute(engine, tokens)
         except ChattermError as exc:
