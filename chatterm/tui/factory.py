@@ -1,5 +1,6 @@
-"""Builds the chat app, once, for the CLI and the tests alike: :func:`make_app` wires a
-:class:`~chatterm.chat_services.ChatServices` (from :func:`make_services`) into the app."""
+"""The one factory for the chat app, shared by the CLI, the tests and the benchmarks:
+:func:`make_services` (headless, from :mod:`chatterm.chat_services`) resolves config, persona
+and store; :func:`make_app` wires them into the app."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from chatterm.chat_services import ChatServices, make_services
 from chatterm.tui.app import ChatApp
 
-__all__ = ["ChatServices", "make_app", "make_services"]
+__all__ = ["make_app", "make_services"]
 
 
 def make_app(services_: ChatServices | None = None, **kwargs: Any) -> ChatApp:
