@@ -19,6 +19,38 @@ from chatterm import sampling
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def complete_model(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for ``-m``: the installed models' names (no network is asked)."""
+    try:
+        from chatterm.catalog import Catalog
+
+        entries = Catalog().entries()
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [(e.name, e.source) for e in entries if e.name.startswith(incomplete)]
+
+
+def _complete_prompt(kind: str, incomplete: str) -> list[tuple[str, str]]:
+    try:
+        from chatterm.prompts import list_prompts
+
+        found = list_prompts(kind)  # type: ignore[arg-type]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [(p.name, p.description) for p in found if p.ok and p.name.startswith(incomplete)]
+
+
+def complete_persona(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for ``-p``: personas by name, with their descriptions."""
+    return _complete_prompt("persona", incomplete)
+
+
+def complete_template(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for ``-t``: templates by name, with their descriptions."""
+    return _complete_prompt("template", incomplete)
+
+
 MODEL: Any = typer.Option(
     None,
     "-m",
@@ -26,6 +58,7 @@ MODEL: Any = typer.Option(
     help="Model name (see `chatterm models`) or GGUF path.",
     envvar="CHATTERM_MODEL",
     show_envvar=True,
+    autocompletion=complete_model,
 )
 SYSTEM: Any = typer.Option(None, "-s", "--system", help="System prompt (wins over -p).")
 PERSONA: Any = typer.Option(
@@ -34,12 +67,14 @@ PERSONA: Any = typer.Option(
     "--persona",
     help="Persona: its text is the system prompt, its settings the defaults "
     "(see `chatterm personas`).",
+    autocompletion=complete_persona,
 )
 TEMPLATE: Any = typer.Option(
     None,
     "-t",
     "--template",
     help="Template rendered with the input as the message (see `chatterm templates`).",
+    autocompletion=complete_template,
 )
 VAR: Any = typer.Option(
     None, "-v", "--var", help="Set a template or persona variable: -v name=value (repeatable)."

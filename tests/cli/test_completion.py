@@ -1,5 +1,6 @@
 """Shell completion (Typer's ``--install-completion`` / ``--show-completion``): the script
-chatterm prints, loaded into a real bash in a real terminal, completes commands and options."""
+chatterm prints, loaded into a real bash in a real terminal, completes commands, options and
+the names of models, personas and templates."""
 
 from __future__ import annotations
 
@@ -52,4 +53,7 @@ def test_tab_completes_commands_and_options_in_bash(tmux, tmp_path: Path):
     completes("chatterm hi", "chatterm history")
     completes("chatterm history sea", "chatterm history search")
     completes("chatterm ask --max-t", "chatterm ask --max-tokens")
+    completes("chatterm ask -p teach", "chatterm ask -p teacher")  # names, not only options
+    completes("chatterm ask -t summ", "chatterm ask -t summarize")
+    completes("chatterm ask -m smollm2-135m-ins", "chatterm ask -m smollm2-135m-instruct")
     assert "Traceback" not in screen(tmux, target)
