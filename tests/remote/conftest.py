@@ -17,11 +17,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.remote.llama_servers import LlamaServer, start_llama_server, start_rpc_setup
 
 KEY_ENV = "CHATTERM_TEST_REMOTE_KEY"
 MODEL = "smollm2"
@@ -141,3 +143,58 @@ def remote_home(chatterm_home: Path, llama_server: Server, key_env: dict[str, st
         + endpoint_toml("down", f"http://127.0.0.1:{free_port()}/v1", None),
     )
     return chatterm_home
+
+
+# -- llama.cpp's own llama-server, alone and over two RPC workers ----------------------------
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_server(
+    starter_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """llama-server on the embedded model, requiring an API key."""
+    logs = tmp_path_factory.mktemp("llama-cpp-server")
+    server = _started(lambda: start_llama_server(starter_path, logs / "server.log", api_key=_key()))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_rpc_server(
+    starter_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """Two RPC workers and a llama-server offloading every layer to them, requiring a key."""
+    logs = tmp_path_factory.mktemp("llama-rpc")
+    server = _started(lambda: start_rpc_setup(starter_path, logs, api_key=_key()))
+    yield server
+    server.stop()
+
+
+def _key() -> str:
+    return secrets.token_hex(8)
+
+
+def _started(start: Callable[[], LlamaServer]) -> LlamaServer:
+    try:
+        return start()
+    except RuntimeError as exc:  # a failed build or start is a failure, never a skip
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(params=["llama-server", "rpc"])
+def real_server(request: pytest.FixtureRequest) -> LlamaServer:
+    """Each test runs against llama-server alone and against llama-server over RPC."""
+    name = "llama_cpp_server" if request.param == "llama-server" else "llama_rpc_server"
+    server: LlamaServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture
+def real_home(
+    chatterm_home: Path, real_server: LlamaServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """config.toml naming the server ``llama``; returns the key's environment for run_cli."""
+    assert real_server.api_key
+    write_config(chatterm_home, endpoint_toml("llama", real_server.base_url) + "timeout = 120\n")
+    monkeypatch.setenv(KEY_ENV, real_server.api_key)
+    return {KEY_ENV: real_server.api_key}
