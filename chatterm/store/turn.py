@@ -28,8 +28,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chatterm.attachments import Attachment, user_content
+from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage, Finished, PromptReady, Token
 from chatterm.errors import StoreError, StoreLockedError, UsageError
+from chatterm.sampling import SamplingSettings
 from chatterm.store.conversations import ConversationStore
 from chatterm.store.fingerprint import model_fingerprint
 from chatterm.store.model import Conversation, Message
@@ -85,8 +87,8 @@ class Turn:
         self.warn = warn or (lambda message: None)
         self.reply: Message | None = None
         self.parts: list[str] = []
-        self._engine: Any = None
-        self._sampling: Any = None
+        self._engine: Engine | None = None
+        self._sampling: SamplingSettings | None = None
         self._last_save = 0.0
         self._saved_text = ""
         self._finished = False
@@ -148,6 +150,11 @@ class Turn:
         return cls(store, conversation, save=save, warn=warn)
 
     @property
+    def _model(self) -> Engine:
+        assert self._engine is not None, "begin() names the engine first"
+        return self._engine
+
+    @property
     def conversation_id(self) -> str | None:
         return self.conversation.id if self.conversation and self.save else None
 
@@ -203,8 +210,8 @@ class Turn:
         self,
         question: str,
         *,
-        engine: Any,
-        sampling: Any,
+        engine: Engine,
+        sampling: SamplingSettings | None,
         system: Any = _SAME,
         persona: str | None = None,
         attachments: Sequence[Attachment] = (),
@@ -231,7 +238,7 @@ class Turn:
         """Create the conversation when new and commit the question. A new conversation whose
         question could not be saved is removed again: an empty "(untitled)" conversation
         must not be left behind."""
-        store, system, engine = self.store, self._system, self._engine
+        store, system, engine = self.store, self._system, self._model
         assert store is not None and self._question is not None
         created = False
         if self.conversation is None:
@@ -262,7 +269,7 @@ class Turn:
     def _start_reply(self) -> None:
         if self.reply is not None or self.store is None or self.conversation is None:
             return
-        store, conversation, engine = self.store, self.conversation, self._engine
+        store, conversation, engine = self.store, self.conversation, self._model
         path = engine.model_path
         self.reply = self._safely(
             lambda: store.start_assistant_message(
@@ -404,10 +411,10 @@ class Turn:
             self._save_question()
         assert self.conversation is not None
         if self.reply is None:
-            path = self._engine.model_path
+            path = self._model.model_path
             self.reply = store.start_assistant_message(
                 self.conversation.id,
-                model=self._engine.name,
+                model=self._model.name,
                 model_path=path,
                 model_hash=model_fingerprint(path) if path else None,
                 sampling=self._sampling,
@@ -436,13 +443,13 @@ class Turn:
                     "content": self.text,
                     "status": status,
                     "finish_reason": reason,
-                    "model": self._engine.name,
+                    "model": self._model.name,
                 }
             )
         data = {
             "system_prompt": self._system,
             "persona": self._persona,
-            "model": self._engine.name,
+            "model": self._model.name,
             "messages": messages,
         }
         stamp = time.strftime("%Y%m%d-%H%M%S")
