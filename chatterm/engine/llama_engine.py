@@ -150,7 +150,7 @@ class LlamaEngine:
         name: str | None = None,
         n_ctx: int = 4096,
         threads: int | None = None,
-        adapt_threads: bool = True,
+        adapt_threads: bool = False,
         gpu_layers: int = 0,
         flash_attn: bool = True,
         cache_type: str = "f16",
@@ -161,13 +161,14 @@ class LlamaEngine:
         (``None``: keep the KV cache in memory only). ``cache_type``: the KV cache's number
         format (see :mod:`chatterm.cache_types`; a quantized one needs ``flash_attn``).
         ``adapt_threads``: run fewer threads while other programs keep the cores busy (only
-        when ``threads`` is ``None``).
+        when ``threads`` is ``None``; chat and ``ask`` turn it on through
+        :class:`chatterm.services.EngineOptions`, an engine built directly keeps its count).
 
         Replies depend only on the prompt, the settings and the thread count: past 256 tokens
         of context llama.cpp's single-token decode splits attention across threads
         (``use_split_kv_path`` in ggml-cpu/ops.cpp), so a reply decoded while the thread count
-        had stepped down can differ; pass ``threads`` or ``adapt_threads=False`` for replies
-        that never depend on the machine's load."""
+        had stepped down can differ; leave ``adapt_threads`` off for replies that never depend
+        on the machine's load."""
         self.model_path = Path(model_path)
         self.name = name or self.model_path.name
         self.info: GGUFInfo = read_gguf(self.model_path)

@@ -66,7 +66,7 @@ CHILD = textwrap.dedent(
     le.default_threads = lambda: 2  # as on a 2-core machine, whatever this one has
     from chatterm.engine.events import ChatMessage
     from chatterm.sampling import SamplingSettings
-    engine = le.LlamaEngine(sys.argv[1], n_ctx=1024)
+    engine = le.LlamaEngine(sys.argv[1], n_ctx=1024, adapt_threads=True)
     hog = subprocess.Popen(
         [sys.executable, "-c", "while True: pass"],
         preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}),
@@ -109,7 +109,7 @@ def test_the_engine_steps_down_to_one_thread_beside_a_busy_neighbour(starter_pat
 def test_a_thread_count_the_user_chose_is_kept(starter_path):
     from chatterm.engine.llama_engine import LlamaEngine
 
-    engine = LlamaEngine(starter_path, n_ctx=512, threads=2)
+    engine = LlamaEngine(starter_path, n_ctx=512, threads=2, adapt_threads=True)
     try:
         assert engine._cpu_share is None and engine.threads_now == 2
     finally:
