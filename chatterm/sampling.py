@@ -69,6 +69,28 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+THINK_HELP = (
+    "Reasoning models: on or off passes enable_thinking to templates that take it (Qwen3 and "
+    "others); unset leaves the model's default."
+)
+
+
+def parse_think(value: Any) -> bool | None:
+    """``think`` from a flag, front matter or a saved dict: ``True``/``False``/``None``, or the
+    words on/off, true/false, yes/no, auto. Raises :class:`SettingError` for anything else."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("on", "true", "yes", "1"):
+            return True
+        if word in ("off", "false", "no", "0"):
+            return False
+        if word in ("auto", "default", ""):
+            return None
+    raise SettingError(f"think must be on, off or auto, got {value!r}")
+
+
 def setting(
     default: Any,
     label: str,
@@ -167,7 +189,19 @@ class SamplingSettings:
         group="run",
         flags=("-n",),
     )
+    thinking_budget: int = setting(
+        0,
+        "Thinking budget",
+        0,
+        1_000_000,
+        64,
+        "Reasoning models: after this many thinking tokens the engine closes the thinking "
+        "block itself and the answer follows (0 = unlimited).",
+        group="thinking",
+    )
     stop: tuple[str, ...] = ()
+    think: bool | None = None
+    """Reasoning models' thinking switch (see :data:`THINK_HELP`); ``None``: the model's own."""
     schema: str = ""
     """A JSON Schema (compact JSON text) the reply must follow; see :mod:`chatterm.structured`."""
     grammar: str = ""
@@ -186,6 +220,7 @@ class SamplingSettings:
         for name in ("schema", "grammar"):
             if not isinstance(getattr(self, name), str):
                 raise SettingError(f"{name} must be text")
+        object.__setattr__(self, "think", parse_think(self.think))
 
     @property
     def constrained(self) -> bool:

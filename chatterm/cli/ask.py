@@ -40,6 +40,13 @@ def ask(
     schema: str = SCHEMA_OPTION,
     grammar: str = GRAMMAR_OPTION,
     sampling: dict[str, Any] = {},  # noqa: B006 (replaced by one option per setting)
+    think: bool = options.THINK,
+    show_thinking: bool = typer.Option(
+        False,
+        "--show-thinking",
+        help="Show a reasoning model's thinking: on stderr in a pipe (stdout keeps only the "
+        "answer), in full instead of folded on a terminal.",
+    ),
     stop: list[str] = typer.Option(
         None, "--stop", help="Stop when this text appears (repeatable)."
     ),
@@ -115,6 +122,7 @@ def ask(
             **sampling,
             "stop": tuple(stop_strings) if stop_strings else None,
             **shape,
+            "think": think,
         },
         saved=continued.sampling if continued is not None else None,
     ).resolved_seed()
@@ -136,6 +144,12 @@ def ask(
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. a window past the trained one
     if gpu_layers and "no GPU support" in engine.gpu_note:
         print(f"chatterm: note: {engine.gpu_note}", file=sys.stderr)
+    from chatterm.engine.reasoning import think_switch_note
+
+    if hasattr(engine, "template"):  # a local model: its template decides (remote ones note it)
+        switch_note = think_switch_note(engine.template, settings.think)
+        if switch_note:
+            print(f"chatterm: note: {switch_note}", file=sys.stderr)
     # Counted and checked before the question is saved: what does not fit is refused whole.
     attached = measure(engine, messages, composed.attachments, settings)
     if attached and (stats or (sys.stderr.isatty() and not as_json)):
@@ -155,6 +169,7 @@ def ask(
         plain=settings.constrained,  # a reply shaped by a schema or grammar prints as written
         record=record,
         engine=engine,
+        show_thinking=show_thinking,
     )
     finished = stream(
         engine,
@@ -169,12 +184,24 @@ def ask(
     for note in engine.pop_notes():
         print(f"chatterm: note: {note}", file=sys.stderr)  # e.g. settings a server ignores
     text = sinks.text
+    if sinks.reasoning and not text.strip() and not as_json:
+        cut = finished.reason == "length"
+        print(
+            "chatterm: note: the reply was all thinking, no answer"
+            + (
+                " (it ran out of tokens: raise --max-tokens or set --thinking-budget)"
+                if cut
+                else ""
+            ),
+            file=sys.stderr,
+        )
     verdict = _check_reply(text, settings, finished)
     if as_json:
         print(
             json.dumps(
                 {
                     "text": text,
+                    "reasoning": sinks.reasoning,
                     "model": engine.name,
                     "settings": settings.to_dict(),
                     "finish_reason": finished.reason,

@@ -115,7 +115,11 @@ def _print_transcript(conversation: Conversation, path: list[Any], positions: di
         for item in message.attachments:
             tokens = f", {item.tokens:,} tokens" if item.tokens is not None else ""
             print(f"[attached {item.source} ({_size(item.size)}{tokens})]")
-        print(message.content)
+        if message.reasoning:  # the thinking, folded to its summary line (--json has it all)
+            print(f"[{message.thinking_summary}]")
+        print(
+            message.content if message.content.strip() or not message.reasoning else "(no answer)"
+        )
 
 
 def _size(size: int) -> str:

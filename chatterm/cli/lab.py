@@ -266,7 +266,8 @@ def compare(
         "--variant",
         "-V",
         help="key=value[,key=value…]: a sampling setting (temperature, top_k, top_p, min_p, "
-        "seed, max_tokens, …), persona, template, system or model. Repeat for each column.",
+        "seed, max_tokens, thinking_budget, …), think=on|off, persona, template, system or "
+        "model. Repeat for each column.",
     ),
     runs: int = typer.Option(
         1, "--runs", "-r", min=1, max=100, help="Runs per variant, with seeds seed, seed+1, …"

@@ -231,17 +231,22 @@ def _md_cell(text: str) -> str:
 def experiment_markdown(exp: Experiment) -> str:
     """A Markdown table: one row per variant and seed, with the reply and its stats."""
     lines = ["> " + line for line in exp.prompt.splitlines() or [""]]
-    lines += [
-        "",
-        "| variant | seed | reply | tokens | tok/s | finish |",
-        "| --- | --- | --- | ---: | ---: | --- |",
-    ]
+    lines.append("")
+    # A thinking column only when some reply thought (reasoning models).
+    thought = any(r.reasoning for r in exp.runs)
+    if thought:
+        lines.append("| variant | seed | reply | tokens | thinking | tok/s | finish |")
+        lines.append("| --- | --- | --- | ---: | ---: | ---: | --- |")
+    else:
+        lines.append("| variant | seed | reply | tokens | tok/s | finish |")
+        lines.append("| --- | --- | --- | ---: | ---: | --- |")
     for r in sorted(exp.runs, key=lambda r: (r.variant, r.run)):
         tps = r.stats.get("decode_tps", 0.0)
         finish = r.finish_reason if not r.error else f"error: {r.error}"
+        thinking = f" {r.stats.get('reasoning_tokens', 0)} |" if thought else ""
         lines.append(
-            f"| {_md_cell(r.label)} | {r.settings.seed} | {_md_cell(r.text)} | "
-            f"{r.stats.get('generated_tokens', 0)} | {tps:.1f} | {_md_cell(finish)} |"
+            f"| {_md_cell(r.label)} | {r.settings.seed} | {_md_cell(_answer(r))} | "
+            f"{r.stats.get('generated_tokens', 0)} |{thinking} {tps:.1f} | {_md_cell(finish)} |"
         )
     if exp.n_runs > 1:
         lines.append("")
@@ -251,6 +256,19 @@ def experiment_markdown(exp: Experiment) -> str:
                 f"{s.mean_tokens:.1f} tokens on average"
             )
     return "\n".join(lines)
+
+
+def _answer(run: Any) -> str:
+    """A run's answer; a run that only thought says so instead of showing nothing."""
+    if run.text.strip() or not run.reasoning:
+        return str(run.text)
+    return "(no answer: all thinking)"
+
+
+def _thinking_line(run: Any) -> str:
+    from chatterm.engine.reasoning import stats_summary
+
+    return stats_summary(run.stats) if run.reasoning else ""
 
 
 def _experiment_rich(exp: Experiment) -> None:
@@ -275,11 +293,17 @@ def _experiment_rich(exp: Experiment) -> None:
             elif r.error:
                 cells.append(Text(f"{r.text}\n[error: {r.error}]", style="red"))
             else:
-                cells.append(r.text.strip())
+                cell = Text()
+                if _thinking_line(r):
+                    cell.append(f"▸ {_thinking_line(r)}\n", style="dim italic")
+                cell.append(_answer(r).strip())
+                cells.append(cell)
         table.add_row(*cells)
     stats: list[Any] = ["stats"] if exp.n_runs > 1 else []
     for s in exp.summaries():
         line = f"{s.mean_tokens:.0f} tokens · {s.mean_decode_tps:.1f} tok/s"
+        if s.mean_reasoning_tokens:
+            line += f" · {s.mean_reasoning_tokens:.0f} thinking"
         if exp.n_runs > 1:
             line += f" · {s.distinct}/{s.runs} distinct"
         stats.append(Text(line, style="dim"))

@@ -79,6 +79,13 @@ TEMPLATE: Any = typer.Option(
 VAR: Any = typer.Option(
     None, "-v", "--var", help="Set a template or persona variable: -v name=value (repeatable)."
 )
+THINK: Any = typer.Option(
+    None,
+    "--think/--no-think",
+    help="Reasoning models: switch thinking on or off (templates with enable_thinking, such as "
+    "Qwen3); default: the model's own.",
+    show_default=False,
+)
 CTX_SIZE: Any = typer.Option(None, "--ctx-size", help="Context window in tokens.")
 THREADS: Any = typer.Option(None, "--threads", help="CPU threads (default: physical cores).")
 GPU_LAYERS: Any = typer.Option(

@@ -344,6 +344,143 @@ def make_probability_writer() -> Writer:
     return PlainWriter()
 
 
+class LazyWriter:
+    """A writer made by ``factory`` when the first text arrives (nothing at all when none
+    does), so nothing holds the terminal while the status line and the thinking show."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.writer: Any = None
+
+    def _get(self) -> Any:
+        if self.writer is None:
+            self.writer = self.factory()
+        return self.writer
+
+    def write(self, text: str) -> None:
+        if text:
+            self._get().write(text)
+
+    def write_token(self, text: str, prob: float | None) -> None:
+        if text:
+            writer = self._get()
+            if hasattr(writer, "write_token"):
+                writer.write_token(text, prob)
+            else:  # colours fell back to plain text (a pipe, a dumb terminal)
+                writer.write(text)
+
+    def close(self) -> None:
+        self._get().close()
+
+
+class ThinkingDisplay(Protocol):
+    """Where a reasoning model's thinking goes while ``ask`` streams (never stdout)."""
+
+    def write(self, text: str) -> None: ...
+
+    def end(self, summary: str) -> None: ...
+
+
+class NoThinking:
+    """Thinking not shown (a pipe without ``--show-thinking``, or ``--json``)."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def end(self, summary: str) -> None:
+        pass
+
+
+class PlainThinking:
+    """``--show-thinking`` off a terminal: the thinking as plain text on stderr, then a
+    blank line, so stderr reads like the terminal would show it."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.wrote = False
+
+    def write(self, text: str) -> None:
+        if text:
+            if not self.wrote:
+                text = text.lstrip("\n")
+            self.stream.write(text)
+            self.stream.flush()
+            self.wrote = self.wrote or bool(text)
+
+    def end(self, summary: str) -> None:
+        if self.wrote:
+            self.stream.write(f"\n[{summary}]\n\n")
+            self.stream.flush()
+            self.wrote = False
+
+
+class TerminalThinking:
+    """On a terminal: the thinking streams dimmed under a "thinking…" header (its last lines
+    only, so the live area never outgrows the screen), and collapses to one line ("thought for
+    4.1 s, 312 tokens") when the answer starts. ``keep``: leave the whole thinking printed
+    (``--show-thinking``) instead of collapsing it."""
+
+    INTERVAL = 0.08
+
+    def __init__(self, *, keep: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.keep = keep
+        self.text = ""
+        self.live: Any = None
+        self.last = 0.0
+
+    def _renderable(self) -> Any:
+        from rich.text import Text
+
+        height = max(3, min(12, self.console.size.height - 4))
+        lines = self.text.strip("\n").splitlines()[-height:]
+        body = Text("\n".join(lines), style="dim")
+        return Text("thinking…\n", style="dim italic") + body
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        if self.keep:
+            self.console.print(text, style="dim", end="", soft_wrap=True, markup=False)
+            return
+        if self.live is None:
+            from rich.live import Live
+
+            self.live = Live(
+                console=self.console,
+                auto_refresh=False,
+                transient=True,
+                vertical_overflow="crop",
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.live.start()
+        self.text += text
+        if time.monotonic() - self.last >= self.INTERVAL:
+            self.live.update(self._renderable(), refresh=True)
+            self.last = time.monotonic()
+
+    def end(self, summary: str) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        elif self.keep:
+            self.console.print()
+        self.console.print(f"▸ {summary}", style="dim italic", markup=False, highlight=False)
+
+
+def make_thinking_display(*, show: bool, as_json: bool) -> ThinkingDisplay:
+    """The live thinking on a terminal; with ``--show-thinking`` off one, plain text on stderr;
+    otherwise nothing (stdout never carries thinking)."""
+    if as_json:
+        return PlainThinking() if show else NoThinking()
+    if ansi_terminal(sys.stdout) and ansi_terminal(sys.stderr):
+        return TerminalThinking(keep=show)
+    return PlainThinking() if show else NoThinking()
+
+
 # -- sinks ----------------------------------------------------------------------------------
 
 
@@ -386,12 +523,12 @@ class TextSink:
 
     def __init__(self, writer: Writer, *, colour: bool = False) -> None:
         self.writer = writer
-        self.colour = colour and isinstance(writer, ProbabilityWriter)
+        self.colour = colour
 
     def on_event(self, event: Event) -> None:
         from chatterm.engine.events import Token
 
-        if isinstance(event, Token):
+        if isinstance(event, Token) and not event.reasoning:  # thinking never reaches stdout
             if self.colour:
                 self.writer.write_token(event.text, event.prob)  # type: ignore[attr-defined]
             else:
@@ -399,6 +536,53 @@ class TextSink:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class ThinkingSink:
+    """A reasoning model's thinking into a :class:`ThinkingDisplay` (never stdout), folded to
+    its summary line ("thought for 4.1 s, 312 tokens") when the answer starts or the reply
+    ends; ``text`` is the thinking."""
+
+    def __init__(self, display: ThinkingDisplay) -> None:
+        self.display = display
+        self.parts: list[str] = []
+        self.tokens = 0
+        self.started = 0.0
+        self.folded = False
+        self.answered = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def on_event(self, event: Event) -> None:
+        from chatterm.engine.events import Finished, Token
+
+        if isinstance(event, Token) and event.reasoning:
+            if not self.parts:
+                self.started = time.perf_counter()
+            self.parts.append(event.text)
+            self.tokens += event.token_id != -1 or bool(event.text)
+            self.display.write(event.text)
+        elif isinstance(event, Token) and event.text:
+            self.answered = True
+            self._fold()
+        elif isinstance(event, Finished):
+            stats = event.stats
+            self._fold(
+                stats.reasoning_tokens or self.tokens, stats.reasoning_s, stats.reasoning_open
+            )
+
+    def _fold(self, tokens: int = 0, seconds: float = 0.0, open_block: bool = False) -> None:
+        from chatterm.engine.reasoning import summary
+
+        if self.parts and not self.folded:
+            self.folded = True
+            took = seconds or time.perf_counter() - self.started
+            self.display.end(summary(tokens or self.tokens, took, open_block=open_block))
+
+    def close(self) -> None:
+        self._fold(open_block=not self.answered)  # stopped while thinking: it never closed
 
 
 class TokenLog:
@@ -425,12 +609,13 @@ class Sinks:
         self.engine = engine
         self.log = log
         self.parts: list[str] = []
+        self.thinking = next((s for s in sinks if isinstance(s, ThinkingSink)), None)
         self._closed = False
 
     def on_event(self, event: Event) -> None:
         from chatterm.engine.events import Token
 
-        if isinstance(event, Token):
+        if isinstance(event, Token) and not event.reasoning:
             self.parts.append(event.text)
         for sink in self.sinks:
             sink.on_event(event)
@@ -443,7 +628,13 @@ class Sinks:
 
     @property
     def text(self) -> str:
+        """The answer (without the thinking)."""
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str:
+        """A reasoning model's thinking, kept apart from the answer."""
+        return self.thinking.text if self.thinking is not None else ""
 
     def records(self) -> list[dict[str, Any]] | None:
         """The tokens' probability records (JSON-ready), when they were kept."""
@@ -462,13 +653,19 @@ def make_sinks(
     record: bool,
     engine: Engine,
     plain: bool = False,
+    show_thinking: bool = False,
 ) -> Sinks:
-    """The sinks for ``ask``: the status line, then the text (none with ``--json``: the text is
-    printed once, inside the JSON object; ``plain``: as written, never as Markdown), then the
-    token log when probabilities are kept."""
-    writer = make_probability_writer() if colour else make_writer(as_json=as_json, plain=plain)
+    """The sinks for ``ask``: the status line, a reasoning model's thinking (folded on a
+    terminal; on stderr with ``show_thinking``; never on stdout), then the text (none with
+    ``--json``: the text is printed once, inside the JSON object; ``plain``: as written, never
+    as Markdown), then the token log when probabilities are kept. The answer's writer is made
+    at its first text, so the status line and the thinking own the terminal until then."""
+    writer: Any = LazyWriter(
+        make_probability_writer if colour else lambda: make_writer(as_json=as_json, plain=plain)
+    )
     log = TokenLog() if record else None
-    sinks: list[Sink] = [StatusSink(status), TextSink(writer, colour=colour)]
+    thinking = ThinkingSink(make_thinking_display(show=show_thinking, as_json=as_json))
+    sinks: list[Sink] = [StatusSink(status), thinking, TextSink(writer, colour=colour)]
     if log is not None:
         sinks.append(log)
     return Sinks(sinks, engine, log)

@@ -172,17 +172,27 @@ def _error(origin: str, exc: RenderError) -> ChatTemplateError:
     return ChatTemplateError(f"{origin}: the chat template failed{where}: {exc}")
 
 
-def as_dict(message: ChatMessage | Mapping[str, Any]) -> dict[str, Any]:
-    """A message as the template sees it: ``role``, ``content`` and any other field set
-    (``reasoning_content``…)."""
+def as_dict(message: ChatMessage | Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """A message as the template sees it: ``role``, ``content`` and any other field set.
+    An assistant reply's thinking (``ChatMessage.reasoning``) goes as ``reasoning_content``
+    where the template ``source`` reads it, else back in front of the answer between its
+    markers, so the template's own stripping decides (see
+    :func:`chatterm.engine.reasoning.message_fields`)."""
     if isinstance(message, Mapping):
         return dict(message)
     out = {"role": message.role, "content": message.content}
     if dataclasses.is_dataclass(message):
         for f in dataclasses.fields(message):
             value = getattr(message, f.name)
+            if f.name == "reasoning":
+                continue
             if f.name not in out and value is not None and value != f.default:
                 out[f.name] = value
+    reasoning = getattr(message, "reasoning", "")
+    if reasoning and message.role == "assistant":
+        from chatterm.engine.reasoning import message_fields
+
+        out.update(message_fields(source, message.content, reasoning))
     return out
 
 
@@ -208,7 +218,7 @@ def render_text(
     try:
         template = _compile(source)
         context: dict[str, Any] = {
-            "messages": [as_dict(m) for m in messages],
+            "messages": [as_dict(m, source) for m in messages],
             "tools": None,
             "documents": None,
             "add_generation_prompt": add_generation_prompt,
@@ -293,7 +303,7 @@ def render_conversation(
     Raises :class:`ChatTemplateError` (exit 3) naming ``origin`` when the template fails, and
     when it renders nothing at all (llama.cpp aborts on an empty prompt).
     """
-    items = [as_dict(m) for m in messages]
+    items = [as_dict(m, source) for m in messages]
     notes: tuple[str, ...] = ()
     if items and items[0].get("role") == "system" and not has_system_role(source):
         items, folded = fold_system(items)

@@ -23,8 +23,8 @@ from chatterm.engine.events import (
     FinishReason,
     PromptReady,
     Stats,
-    Token,
 )
+from chatterm.engine.reasoning import ReasoningTracker
 from chatterm.sampling import SamplingSettings
 
 
@@ -38,7 +38,9 @@ class FakeCall:
 @dataclass
 class FakeEngine:
     """Yields each queued reply word by word (``delay`` seconds apart); "echo: <last message>"
-    when the queue is empty."""
+    when the queue is empty. A reply holding ``<think>…</think>`` streams as a reasoning model's
+    does (``thinks_first``: as if the generation prompt opened the block), with the thinking
+    budget closing the block early."""
 
     name: str = "fake-model"
     n_ctx: int = 2048
@@ -51,6 +53,7 @@ class FakeEngine:
     gpu_note: str = ""
     n_ctx_known: bool = True
     load_notes: list[str] = field(default_factory=list)
+    thinks_first: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,7 +71,7 @@ class FakeEngine:
     ) -> RenderedPrompt:
         text = "".join(f"<|{m.role}|>{m.content}\n" for m in messages)
         if add_generation_prompt:
-            text += "<|assistant|>"
+            text += "<|assistant|>" + ("<think>" if self.thinks_first else "")
         return RenderedPrompt(text, tuple(range(len(text.split()))))
 
     def tokenize(self, text: str, *, special: bool = False) -> list[TokenPiece]:
@@ -96,7 +99,18 @@ class FakeEngine:
             start = time.perf_counter()
             n = 0
             reason: FinishReason = "stop"
-            for i, word in enumerate(_words(reply)):
+            tracker = ReasoningTracker(
+                start_inside=self.thinks_first, budget=sampling.thinking_budget
+            )
+            words = _words(reply)
+            i = -1
+            while words:
+                i += 1
+                if tracker.over_budget:
+                    tracker.closing_text()
+                    cut = next((k for k, w in enumerate(words) if "</think>" in w), -1)
+                    words = ["</think>"] + (words[cut + 1 :] if cut >= 0 else [])
+                word = words.pop(0)
                 if n >= sampling.max_tokens:
                     reason = "length"
                     break
@@ -116,8 +130,9 @@ class FakeEngine:
                     if top_logprobs
                     else ()
                 )
-                yield Token(word, i, 0.6 if top_logprobs else None, top)
+                yield from tracker.token(word, i, 0.6 if top_logprobs else None, top)
                 n += 1
+            yield from tracker.finish()
             elapsed = time.perf_counter() - start
             yield Finished(
                 reason,
@@ -126,6 +141,7 @@ class FakeEngine:
                     generated_tokens=n,
                     total_s=elapsed,
                     decode_tps=n / elapsed if elapsed > 0 else 0.0,
+                    **tracker.stats_fields(),
                 ),
             )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatterm import cache_types, context_window
-from chatterm.engine import compute_thread
+from chatterm.engine import chat_template, compute_thread, reasoning
 from chatterm.engine.base import ContextPlan, Drop, RenderedPrompt, TokenPiece
 from chatterm.engine.compute_thread import EitherSet
 from chatterm.engine.context import MIN_REPLY_TOKENS, plan_context
@@ -31,7 +31,6 @@ from chatterm.engine.events import (
     Finished,
     PromptReady,
     Stats,
-    Token,
 )
 from chatterm.engine.vocab import Vocabulary, _silence_llama_logs
 from chatterm.errors import ModelError, SettingError
@@ -222,6 +221,7 @@ class LlamaEngine:
         self._vocab = self._llm._model.vocab
         self._n_vocab = self._llm.n_vocab()
         self.vocab = Vocabulary(self._llm._model, self.model_path, self.info, name=self.name)
+        self.reasoning_markers = reasoning.markers_for(self.info.chat_template)
         self.kv_cache = kv_cache
         self.kv_cache_key = ""
         self.kv_cache_identity = ""
@@ -302,11 +302,44 @@ class LlamaEngine:
         **template_kwargs: Any,
     ) -> RenderedPrompt:
         """The prompt text and tokens for ``messages`` (see :meth:`Vocabulary.render`);
-        ``template_kwargs`` reach the chat template (``enable_thinking``…)."""
+        ``template_kwargs`` reach the chat template (``enable_thinking``…). Templates with a
+        thinking switch get ``enable_thinking=True`` unless told otherwise, as llama-server
+        renders them (see :func:`chatterm.engine.reasoning.template_variables`)."""
+        kwargs = {**reasoning.template_variables(self.template, None), **template_kwargs}
         with self._lock:
             return self.vocab.render(
-                messages, add_generation_prompt=add_generation_prompt, **template_kwargs
+                messages, add_generation_prompt=add_generation_prompt, **kwargs
             )
+
+    @property
+    def template(self) -> str:
+        """The Jinja source this model's conversations are rendered with."""
+        return str(self.chat_format.source)
+
+    def opens_inside_reasoning(
+        self, messages: Sequence[ChatMessage], think: bool | None = None
+    ) -> bool:
+        """Whether the generation prompt for ``messages`` leaves a thinking block open
+        (DeepSeek-R1's ``<think>\\n``), so the reply starts inside it. Only the scaffold the
+        generation prompt adds is looked at, never the user's text."""
+        source = self.template
+        if not reasoning.template_has_reasoning(source):
+            return False
+        variables = reasoning.template_variables(source, think)
+        full, bare = (
+            chat_template.render_text(
+                source,
+                messages,
+                bos_token=self.vocab.bos_text,
+                eos_token=self.vocab.eos_text,
+                add_generation_prompt=generation,
+                origin=str(self.model_path),
+                **variables,
+            )
+            for generation in (True, False)
+        )
+        tail = full[len(bare) :] if full.startswith(bare) else full[-64:]
+        return reasoning.opens_inside(tail, self.reasoning_markers)
 
     def plan(self, messages: Sequence[ChatMessage], max_tokens: int) -> ContextPlan:
         """What a reply would send (see :func:`chatterm.engine.context.plan_context`), with
@@ -314,12 +347,19 @@ class LlamaEngine:
         with self._lock:
             return self._plan(messages, max_tokens)
 
-    def _plan(self, messages: Sequence[ChatMessage], max_tokens: int) -> ContextPlan:
+    def _plan(
+        self, messages: Sequence[ChatMessage], max_tokens: int, think: bool | None = None
+    ) -> ContextPlan:
+        variables = reasoning.template_variables(self.template, think)
+
+        def render(part: Sequence[ChatMessage]) -> RenderedPrompt:
+            return self.vocab.render(part, **variables)
+
         return plan_context(
             messages,
             n_ctx=self.n_ctx,
             max_tokens=max_tokens,
-            render=self.vocab.render,
+            render=render,
             previous=self._last_drop,
             max_token_bytes=max(self.info.max_token_bytes, 1),
         )
@@ -575,14 +615,25 @@ class LlamaEngine:
         import llama_cpp
 
         with self._lock:
-            plan = self._plan(messages, sampling.max_tokens)
+            plan = self._plan(messages, sampling.max_tokens, sampling.think)
             self._last_drop = plan.drop_point(messages)
             prompt, dropped = plan.prompt, plan.dropped
+            tracker = reasoning.ReasoningTracker(
+                self.reasoning_markers,
+                start_inside=self.opens_inside_reasoning(messages, sampling.think),
+                budget=sampling.thinking_budget,
+            )
             # The token loop runs on the compute thread (see compute_thread); ``stop`` is set
             # when the caller stops iterating early.
             yield from self._compute.stream(
                 lambda stop: self._run(
-                    prompt, dropped, sampling, top_logprobs, EitherSet(cancel, stop), llama_cpp
+                    prompt,
+                    dropped,
+                    sampling,
+                    top_logprobs,
+                    EitherSet(cancel, stop),
+                    llama_cpp,
+                    tracker,
                 )
             )
 
@@ -594,6 +645,7 @@ class LlamaEngine:
         top_logprobs: int,
         cancel: EitherSet,
         llama_cpp: Any,
+        tracker: reasoning.ReasoningTracker,
     ) -> Iterator[Event]:
         llm = self._llm
         tokens = prompt.tokens
@@ -615,6 +667,8 @@ class LlamaEngine:
         from chatterm.engine.grammar import is_forced
 
         grammar = None
+        closing: list[int] = []  # the end of a thinking block whose budget is spent
+        last_text = ""
         try:
             self._fit_threads()
             grammar = self._grammar(sampling)
@@ -646,10 +700,17 @@ class LlamaEngine:
                     break
                 prob: float | None = None
                 top: tuple[Candidate, ...] = ()
+                if not closing and tracker.over_budget:
+                    closing = self.token_ids(
+                        tracker.closing_text(last_text.endswith("\n")), special=True
+                    )
                 if top_logprobs:
                     logits, log_z, top = self.top_candidates(top_logprobs)
-                forced = False
-                if grammar is None:
+                forced = closing_now = bool(closing)
+                if closing_now:  # the engine closes the thinking block itself
+                    token = closing.pop(0)
+                    llama_cpp.llama_sampler_accept(chain_ptr, token)
+                elif grammar is None:
                     token = sample(ctx, -1)
                 else:  # the grammar checks the chain's pick (see engine.grammar)
                     row = self.logits()
@@ -668,7 +729,7 @@ class LlamaEngine:
                     checked_at = last_at
                 if is_eog(vocab, token):
                     break
-                if grammar is not None:
+                if grammar is not None and not closing_now:
                     grammar.accept(token)
                 generated += 1
                 text = decode_text(piece_bytes(token))
@@ -676,13 +737,15 @@ class LlamaEngine:
                     pending += text
                     cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
                     if cut >= 0:
-                        yield Token(pending[:cut], token, prob, top, forced)
+                        yield from tracker.token(pending[:cut], token, prob, top, forced=forced)
                         pending = ""
                         stopped_on_string = True
                         break
                     keep = _held_back(pending, stops, hold)
                     text, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                yield Token(text, token, prob, top, forced)
+                if text:
+                    last_text = text
+                yield from tracker.token(text, token, prob, top, forced=forced)
                 if generated >= max_tokens or n_past + 1 >= n_ctx:
                     reason = "length"
                     break
@@ -712,7 +775,8 @@ class LlamaEngine:
         held, _ = decoder.getstate()
         tail = pending + ("" if held else decoder.decode(b"", final=True))
         if tail and not stopped_on_string:
-            yield Token(tail, -1)
+            yield from tracker.token(tail, -1)
+        yield from tracker.finish()
         end = time.perf_counter()
         evaluated = len(tokens) - cached
         decode_s = last_at - first_at
@@ -725,6 +789,7 @@ class LlamaEngine:
             decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
             total_s=end - start,
             dropped_messages=dropped,
+            **tracker.stats_fields(),
         )
         if error is None:
             self._save_state()  # before Finished: a consumer may stop iterating there

@@ -71,6 +71,7 @@ class ServerKind:
     name: str
     extra_fields: Mapping[str, str]  # our setting -> the server's request field
     shows_tokens: bool = False  # llama-server's /tokenize and /apply-template
+    template_kwargs: bool = True  # reads ``chat_template_kwargs`` (``enable_thinking``)
 
 
 KINDS: dict[str, ServerKind] = {
@@ -82,7 +83,7 @@ KINDS: dict[str, ServerKind] = {
             "vllm", {"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repetition_penalty"}
         ),
         # Ollama's /v1 API reads only the OpenAI fields and drops the rest without a word.
-        ServerKind("ollama", {}),
+        ServerKind("ollama", {}, template_kwargs=False),
         # Unknown servers get llama.cpp's names; one that rejects them is retried without.
         ServerKind("openai-compatible", LLAMA_CPP_FIELDS),
     )
@@ -101,6 +102,17 @@ def detect_kind(model_entry: ModelEntry | None, base_url: str) -> ServerKind:
     if owner in ("library", "ollama") or ":11434" in base_url:
         return KINDS["ollama"]
     return KINDS["openai-compatible"]
+
+
+def _message(m: ChatMessage, with_reasoning: bool) -> dict[str, Any]:
+    """A message for the chat API. An assistant reply's thinking goes back as
+    ``reasoning_content`` only to llama-server, which hands it to templates that read it;
+    other servers get the answer alone (DeepSeek's API refuses ``reasoning_content`` in
+    requests with a 400)."""
+    item: dict[str, Any] = {"role": m.role, "content": m.content}
+    if with_reasoning and m.role == "assistant" and m.reasoning:
+        item["reasoning_content"] = m.reasoning
+    return item
 
 
 class RemoteFeatureError(CapabilityError):
@@ -213,7 +225,7 @@ class RemoteEngine:
         s = sampling
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [_message(m, self.kind.shows_tokens) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "temperature": s.temperature,
@@ -241,6 +253,15 @@ class RemoteEngine:
                 body["grammar"] = s.grammar  # llama.cpp's servers take GBNF as is
             else:
                 unapplied.append("grammar=<GBNF>")
+        if s.think is not None:
+            if self.kind.template_kwargs and "chat_template_kwargs" not in self._dropped:
+                # llama-server and vLLM hand these to the model's chat template.
+                body["chat_template_kwargs"] = {"enable_thinking": s.think}
+            else:
+                unapplied.append(f"think={'on' if s.think else 'off'}")
+        if s.thinking_budget:
+            # The server decides when thinking ends; a client cannot close the block.
+            unapplied.append(f"thinking_budget={s.thinking_budget}")
         for setting, neutral in NEUTRAL.items():
             value = getattr(s, setting)
             field = self.kind.extra_fields.get(setting)
@@ -268,7 +289,7 @@ class RemoteEngine:
 
     def _refused_fields(self, body: Mapping[str, Any], detail: str) -> set[str]:
         """Optional request fields a 400/422 answer names, which a retry can leave out."""
-        optional = set(self.kind.extra_fields.values()) | {"stream_options"}
+        optional = set(self.kind.extra_fields.values()) | {"stream_options", "chat_template_kwargs"}
         return {f for f in optional if f in body and f in detail}
 
     # -- generation ----------------------------------------------------------------------
@@ -462,10 +483,12 @@ class RemoteEngine:
         the server fails or answers in the wrong shape."""
         if not self.kind.shows_tokens:
             raise self._unsupported("the rendered prompt")
-        payload = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        payload: dict[str, Any] = {
+            "messages": [_message(m, True) for m in messages],
             "add_generation_prompt": add_generation_prompt,
         }
+        if template_kwargs:
+            payload["chat_template_kwargs"] = dict(template_kwargs)
         data = self._post_root("/apply-template", payload, "the rendered prompt")
         try:
             text = parse_template(data)

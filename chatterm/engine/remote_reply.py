@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 
 from chatterm.engine.events import Finished, Stats, Token
+from chatterm.engine.reasoning import ReasoningTracker
 from chatterm.engine.remote_http import MAX_LINE, REDACTED, error_detail, html_title, redact
 from chatterm.engine.remote_wire import Chunk, Delta, LogprobEntry, Usage, WireError, parse_chunk
 
@@ -46,7 +47,10 @@ class ReplyReader:
         self.usage: Usage | None = None
         self.cached_tokens = 0
         self.saw_logprobs = False
-        self._in_reasoning = False
+        # Thinking arrives apart (``reasoning_content`` / ``reasoning`` deltas) or, from
+        # servers that do not parse it, as a ``<think>`` block inside ``content``: both come
+        # out as tokens marked ``reasoning``.
+        self.reasoning = ReasoningTracker()
         self._data: list[str] = []  # the data lines of the SSE event being read
         self._event_type = ""
         self._mode = ""  # "" until the first line says: "sse" or "body"
@@ -188,40 +192,45 @@ class ReplyReader:
             if self.finish is None:
                 self.overran = True
             return
-        if delta.reasoning:  # thinking models: keep it, marked as a local model's output shows it
-            if not self._in_reasoning:
-                self._in_reasoning = True
-                yield Token("<think>", -1)
-            yield from self._tokens(delta.reasoning, ())
+        if delta.reasoning:
+            self._count_time()
+            self.tokens += 1
+            yield from self.reasoning.reasoning_text(delta.reasoning)
         if delta.content:
-            yield from self.close_reasoning()
             yield from self._tokens(delta.content, delta.logprobs)
         if delta.finish_reason:
             self.finish = delta.finish_reason
 
     def close_reasoning(self) -> Iterator[Token]:
-        if self._in_reasoning:
-            self._in_reasoning = False
-            yield Token("</think>", -1)
+        """Release text held back while telling a ``<think>`` marker apart (at the end)."""
+        yield from self.reasoning.finish()
 
-    def _tokens(self, text: str, entries: tuple[LogprobEntry, ...]) -> Iterator[Token]:
+    def _count_time(self) -> None:
         now = time.perf_counter()
         if not self.first_at:
             self.first_at = now
         self.last_at = now
+
+    def _tokens(self, text: str, entries: tuple[LogprobEntry, ...]) -> Iterator[Token]:
+        self._count_time()
         if entries:
             self.saw_logprobs = True
         # A chunk may carry several tokens (vLLM batches them): split when they add up.
         if len(entries) > 1 and "".join(e.token for e in entries) == text:
             for entry in entries:
                 self.tokens += 1
-                yield Token(entry.token, entry.token_id, entry.prob, entry.top)
+                yield from self.reasoning.token(
+                    entry.token, entry.token_id, entry.prob, entry.top, counted=True
+                )
             return
         self.tokens += max(1, len(entries))
         if entries:
-            yield Token(text, entries[0].token_id, entries[0].prob, entries[0].top)
+            first = entries[0]
+            yield from self.reasoning.token(
+                text, first.token_id, first.prob, first.top, counted=True
+            )
         else:
-            yield Token(text, -1)
+            yield from self.reasoning.token(text, -1, counted=True)
 
     # -- the end -------------------------------------------------------------------------
 
@@ -244,6 +253,7 @@ class ReplyReader:
             prompt_tps=(prompt_tokens - cached) / ttft if prompt_tokens and ttft > 0 else 0.0,
             decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
             total_s=end - self.start,
+            **self.reasoning.stats_fields(),
         )
         if self.error:
             return Finished("error", stats, self.error)
@@ -272,7 +282,7 @@ class KeyFilter:
             text = "".join(t.text for t in self._held)
             if self.key in text:
                 self._held = []
-                yield Token(text.replace(self.key, REDACTED), -1)
+                yield Token(text.replace(self.key, REDACTED), -1, reasoning=token.reasoning)
                 continue
             keep = next(
                 (n for n in range(min(len(text), len(self.key) - 1), 0, -1)

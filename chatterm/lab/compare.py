@@ -1,6 +1,7 @@
 """One prompt through several variants with the same seed, to see what each change does.
 
-A variant changes sampling settings (``temperature=1.2``, ``top_k=5,top_p=0.9``), the persona,
+A variant changes sampling settings (``temperature=1.2``, ``top_k=5,top_p=0.9``, for reasoning
+models ``think=off`` and ``thinking_budget=64``), the persona,
 the template, the system prompt or the model. :func:`plan` turns the prompt and the variants
 into :class:`Run` objects that hold everything needed to replay them (the exact messages, the
 resolved settings with a concrete seed, the model); :func:`stream` executes them and yields
@@ -18,8 +19,8 @@ from typing import Any
 
 from chatterm.engine.base import Engine
 from chatterm.engine.events import ChatMessage, Event, Finished, Token
-from chatterm.errors import UsageError
-from chatterm.sampling import FIELDS_BY_NAME, SamplingSettings
+from chatterm.errors import SettingError, UsageError
+from chatterm.sampling import FIELDS_BY_NAME, SamplingSettings, parse_think
 
 PROMPT_KEYS = ("persona", "template", "model", "system")
 SETTING_KEYS = tuple(FIELDS_BY_NAME)
@@ -65,8 +66,13 @@ class Variant:
                 settings[key] = FIELDS_BY_NAME[key].check(value)
             elif key == "stop":
                 settings["stop"] = (value,)
+            elif key == "think":
+                try:
+                    settings["think"] = parse_think(value)
+                except SettingError as exc:
+                    raise UsageError(f"--variant {spec!r}: {exc}") from None
             else:
-                known = ", ".join((*PROMPT_KEYS, *SETTING_KEYS, "stop"))
+                known = ", ".join((*PROMPT_KEYS, *SETTING_KEYS, "stop", "think"))
                 raise UsageError(f"--variant {spec!r}: unknown key {key!r} (known: {known})")
         return cls(spec, settings, **prompt)
 
@@ -113,6 +119,7 @@ class Run:
     stats: dict[str, Any] = field(default_factory=dict)
     model_name: str = ""
     error: str | None = None
+    reasoning: str = ""  # a reasoning model's thinking, apart from ``text`` (the answer)
 
     @property
     def done(self) -> bool:
@@ -135,6 +142,7 @@ class Run:
             "stats": self.stats,
             "model_name": self.model_name,
             "error": self.error,
+            "reasoning": self.reasoning,
         }
 
     @classmethod
@@ -151,6 +159,7 @@ class Run:
             dict(data.get("stats") or {}),
             data.get("model_name", ""),
             data.get("error"),
+            str(data.get("reasoning") or ""),
         )
 
 
@@ -274,17 +283,19 @@ def stream(
             return
         engine = pool.get(run.model)
         parts: list[str] = []
+        thought: list[str] = []
         for event in engine.generate(
             run.messages, run.settings, top_logprobs=top_logprobs, cancel=cancel
         ):
             if isinstance(event, Finished):
                 run.text = "".join(parts)
+                run.reasoning = "".join(thought)
                 run.finish_reason = event.reason
                 run.stats = event.stats.to_dict()
                 run.model_name = engine.name
                 run.error = event.error
             elif isinstance(event, Token):
-                parts.append(event.text)
+                (thought if event.reasoning else parts).append(event.text)
             yield run, event
 
 
@@ -299,6 +310,7 @@ class VariantSummary:
     mean_tokens: float
     mean_decode_tps: float
     models: tuple[str, ...]
+    mean_reasoning_tokens: float = 0.0  # thinking tokens (reasoning models), in mean_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -309,6 +321,7 @@ class VariantSummary:
             "mean_tokens": self.mean_tokens,
             "mean_decode_tps": self.mean_decode_tps,
             "models": list(self.models),
+            "mean_reasoning_tokens": self.mean_reasoning_tokens,
         }
 
 
@@ -330,6 +343,7 @@ def summarise(runs: Sequence[Run]) -> list[VariantSummary]:
                 sum(r.stats.get("generated_tokens", 0) for r in group) / n if n else 0.0,
                 sum(r.stats.get("decode_tps", 0.0) for r in group) / n if n else 0.0,
                 tuple(sorted({r.model_name for r in group if r.model_name})),
+                sum(r.stats.get("reasoning_tokens", 0) for r in group) / n if n else 0.0,
             )
         )
     return out

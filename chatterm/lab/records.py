@@ -15,7 +15,8 @@ while a multi-byte character is incomplete). A record also reads like that JSON 
 
 and a bare list of records (``ask``'s) is read too. Text the engine flushed at the end without
 a token of its own (a held-back stop-string prefix, an incomplete character) is kept as a record
-with ``id`` −1 and no probability, so the records' texts always add up to the reply.
+with ``id`` −1 and no probability, so the records' texts always add up to the reply. Tokens of a
+reasoning model's thinking block carry ``"reasoning": true``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 PROBS_TOP_K = 10
 """Candidates recorded per token while the chat app's probabilities are on."""
 
-_KEYS = ("token", "id", "prob", "top", "text", "forced")
+_KEYS = ("token", "id", "prob", "top", "text", "forced", "reasoning")
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,18 @@ class TokenRecord(Mapping[str, Any]):
     top: tuple[Candidate, ...]
     text: str
     forced: bool = False  # a grammar left this token as the only candidate
+    reasoning: bool = False  # a token of a thinking block (reasoning models)
 
     @classmethod
     def from_token(cls, token: Token, piece: str) -> TokenRecord:
-        return cls(piece, token.token_id, token.prob, token.top, token.text, token.forced)
+        return cls(
+            piece, token.token_id, token.prob, token.top, token.text, token.forced, token.reasoning
+        )
 
     @classmethod
-    def flush(cls, text: str) -> TokenRecord:
+    def flush(cls, text: str, reasoning: bool = False) -> TokenRecord:
         """Text the engine flushed at the end without a token of its own."""
-        return cls(text, -1, None, (), text)
+        return cls(text, -1, None, (), text, reasoning=reasoning)
 
     @classmethod
     def from_json(cls, item: Any) -> TokenRecord | None:
@@ -78,6 +82,7 @@ class TokenRecord(Mapping[str, Any]):
             _candidates(item.get("top")),
             text,
             item.get("forced") is True,
+            item.get("reasoning") is True,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +93,7 @@ class TokenRecord(Mapping[str, Any]):
             "top": [{"token": c.piece, "id": c.token_id, "prob": c.prob} for c in self.top],
             "text": self.text,
             **({"forced": True} if self.forced else {}),
+            **({"reasoning": True} if self.reasoning else {}),
         }
 
     # The JSON object's read access: ``record["prob"]``, ``record.get("top")``.
@@ -178,7 +184,7 @@ class ProbCollector:
 
     def take(self) -> tuple[TokenRecord, ...]:
         out = tuple(
-            TokenRecord.flush(t.text)
+            TokenRecord.flush(t.text, t.reasoning)
             if t.token_id < 0 and t.prob is None
             else TokenRecord.from_token(t, _piece(t, self.engine))
             for t in self._pending

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from chatterm import paths
 from chatterm.attachments import Attachment
+from chatterm.engine.reasoning import split_message
 from chatterm.errors import StoreError, UsageError
 from chatterm.sampling import SamplingSettings
 from chatterm.store import db, ids, transfer
@@ -41,7 +42,8 @@ STALE_AFTER = timedelta(minutes=10)
 
 _MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, role, content, status, created, updated, model, "
-    "model_path, model_hash, sampling, stats, finish_reason, logprobs IS NOT NULL AS has_logprobs"
+    "model_path, model_hash, sampling, stats, finish_reason, logprobs IS NOT NULL AS has_logprobs, "
+    "reasoning"
 )
 _CONVERSATION_COLUMNS = (
     "c.id, c.title, c.created, c.updated, c.model, c.persona, c.system_prompt, c.sampling, "
@@ -200,12 +202,17 @@ class ConversationStore:
 
     @staticmethod
     def _message(row: sqlite3.Row) -> Message:
+        content, reasoning = row["content"], row["reasoning"] or ""
+        if row["role"] == "assistant" and not reasoning:
+            # Saved before reasoning had its own column: the block is still in the text.
+            split = split_message(content, None)
+            content, reasoning = split.answer, split.reasoning
         return Message(
             id=row["id"],
             conversation_id=row["conversation_id"],
             parent_id=row["parent_id"],
             role=row["role"],
-            content=row["content"],
+            content=content,
             status=row["status"],
             created=parse_timestamp(row["created"]),
             updated=parse_timestamp(row["updated"] or row["created"]),
@@ -216,6 +223,7 @@ class ConversationStore:
             stats=_unjson(row["stats"]),
             finish_reason=row["finish_reason"],
             has_logprobs=bool(row["has_logprobs"]),
+            reasoning=reasoning,
         )
 
     def _messages(self, where: str, params: Sequence[Any]) -> list[Message]:
@@ -606,14 +614,15 @@ class ConversationStore:
         return False
 
     @_guarded
-    def update_partial(self, message_id: int, content: str) -> None:
-        """Save the text streamed so far (call about once a second). Also the heartbeat that
-        tells other processes this reply is still being written. Ignored once finished."""
+    def update_partial(self, message_id: int, content: str, reasoning: str = "") -> None:
+        """Save the text streamed so far (call about once a second): the answer and the
+        thinking. Also the heartbeat that tells other processes this reply is still being
+        written. Ignored once finished."""
         with transaction(self._conn) as conn:
             conn.execute(
-                "UPDATE messages SET content = ?, updated = ? "
+                "UPDATE messages SET content = ?, reasoning = ?, updated = ? "
                 "WHERE id = ? AND status = 'streaming'",
-                (content, timestamp(), message_id),
+                (content, reasoning or None, timestamp(), message_id),
             )
 
     @_guarded
@@ -626,10 +635,12 @@ class ConversationStore:
         stats: Mapping[str, Any] | None = None,
         finish_reason: str | None = None,
         logprobs: Any = None,
+        reasoning: str = "",
     ) -> Message:
         """Save the final text and outcome: ``status`` is ``"complete"``, ``"stopped"`` (the
         user stopped it), ``"error"`` or ``"interrupted"``; ``stats`` is ``Stats.to_dict()``;
-        ``logprobs`` any JSON-able value (the lab's per-token probabilities)."""
+        ``logprobs`` any JSON-able value (the lab's per-token probabilities); ``reasoning``
+        the reply's thinking, kept beside the answer in ``content``."""
         if status not in STATUSES or status == "streaming":
             raise ValueError(f"cannot finish a message with status {status!r}")
         stamp = timestamp()
@@ -640,10 +651,11 @@ class ConversationStore:
             if row is None:
                 raise NotFoundError(f"no message has the id {message_id}")
             conn.execute(
-                "UPDATE messages SET content = ?, status = ?, stats = ?, finish_reason = ?, "
-                "logprobs = ?, updated = ? WHERE id = ?",
+                "UPDATE messages SET content = ?, reasoning = ?, status = ?, stats = ?, "
+                "finish_reason = ?, logprobs = ?, updated = ? WHERE id = ?",
                 (
                     content,
+                    reasoning or None,
                     status,
                     _json(dict(stats) if stats is not None else None),
                     finish_reason,
@@ -904,7 +916,8 @@ class ConversationStore:
                 cursor = conn.execute(
                     "INSERT INTO messages (conversation_id, parent_id, role, content, status, "
                     "created, updated, model, model_path, model_hash, sampling, stats, "
-                    "finish_reason, logprobs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "finish_reason, logprobs, reasoning) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         new,
                         None if item.parent is None else local_to_db[item.parent],
@@ -920,6 +933,7 @@ class ConversationStore:
                         _json(item.stats),
                         item.finish_reason,
                         _json(item.logprobs),
+                        item.reasoning or None,
                     ),
                 )
                 local_to_db[item.local_id] = int(cursor.lastrowid or 0)

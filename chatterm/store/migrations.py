@@ -170,6 +170,13 @@ def m004_attachments(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m005_message_reasoning(conn: sqlite3.Connection) -> None:
+    """A reply's thinking (reasoning models' ``<think>`` block) beside its answer. Rows saved
+    before keep the block inside ``content`` and are split when read."""
+    conn.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
+
+
 def applied(conn: sqlite3.Connection) -> set[str]:
     """Names of the migrations recorded in this database (none for a new file)."""
     exists = conn.execute(

@@ -68,7 +68,8 @@ class Conversation:
 @dataclass(frozen=True)
 class Message:
     """One message. ``content`` is byte-for-byte what was typed or generated (never stripped:
-    the KV cache reuse of the next turn depends on the history re-rendering identically).
+    the KV cache reuse of the next turn depends on the history re-rendering identically); for a
+    reasoning model's reply, the answer, with the thinking in ``reasoning``.
 
     Assistant messages also carry their provenance: the model name, file and fingerprint, the
     sampling settings with the concrete seed, the engine's stats and the finish reason. Token
@@ -92,11 +93,27 @@ class Message:
     finish_reason: str | None = None
     has_logprobs: bool = False
     attachments: tuple[Attachment, ...] = ()
+    reasoning: str = ""
+
+    @property
+    def thinking_summary(self) -> str:
+        """``thought for 4.1 s, 312 tokens`` for a reply that thought (else empty)."""
+        from chatterm.engine.reasoning import stats_summary
+
+        if not self.reasoning:
+            return ""
+        return stats_summary(self.stats) or "thought"
+
+    @property
+    def reasoning_open(self) -> bool:
+        """The reply ended inside its thinking block (stopped, or out of tokens)."""
+        return bool(self.reasoning) and bool((self.stats or {}).get("reasoning_open"))
 
     def to_chat(self) -> ChatMessage:
         """The message as the engine takes it: a user message with its attachments rebuilt
-        exactly as they were sent."""
-        return ChatMessage(self.role, user_content(self.content, self.attachments))  # type: ignore[arg-type]
+        exactly as they were sent, a reply with its thinking apart from the answer."""
+        content = user_content(self.content, self.attachments)
+        return ChatMessage(self.role, content, self.reasoning)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def to_json(
                 "parent_id": None if message.parent_id is None else local[message.parent_id],
                 "role": message.role,
                 "content": message.content,
+                "reasoning": message.reasoning or None,
                 "status": message.status,
                 "active": message.id in active,
                 "created": message.created.isoformat(),
@@ -92,6 +93,11 @@ def to_markdown(conversation: Conversation, path: Iterable[Message]) -> str:
         for item in message.attachments:
             fence = "`" * max(3, _longest_backtick_run(item.text) + 1)
             lines += [f"Attached `{item.source}`:", "", fence, item.text.rstrip("\n"), fence, ""]
+        if message.reasoning:
+            # A folded block on GitHub and most Markdown viewers: the thinking, then the answer.
+            summary = message.thinking_summary
+            lines += [f"<details><summary>{summary}</summary>", "", message.reasoning.strip()]
+            lines += ["", "</details>", ""]
         lines += [message.content, ""]
         if message.role == "assistant":
             # How it ended, in the words every front end uses (chatterm.outcome).
@@ -147,6 +153,7 @@ class ImportedMessage:
     finish_reason: str | None = None
     logprobs: Any = None
     attachments: tuple[Attachment, ...] = ()
+    reasoning: str = ""
 
 
 @dataclass
@@ -240,7 +247,8 @@ def _stats(value: Any, where: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise ImportFormatError(f"{where}: 'stats' must be an object")
-    numeric = {f.name for f in dataclasses.fields(Stats)}
+    # The engine's numbers; its flags (``reasoning_open``) are checked as any other value.
+    numeric = {f.name for f in dataclasses.fields(Stats) if not isinstance(f.default, bool)}
     for key, item in value.items():
         if key in numeric:
             ok = (
@@ -342,6 +350,7 @@ def parse_import(data: Any) -> ImportedConversation:
                 finish_reason=_optional(item, "finish_reason", str, where),
                 logprobs=_logprobs(item.get("logprobs"), where),
                 attachments=_attachments(item.get("attachments"), role, where),
+                reasoning=_optional(item, "reasoning", str, where) or "",
             )
         )
         seen.add(local_id)

@@ -53,12 +53,13 @@ def model_history(
 ) -> list[ChatMessage]:
     """What the model sees of a saved branch: the system prompt, then the branch's messages
     (a user message with its attachments rebuilt as sent), leaving out ``exclude`` (the reply
-    being generated) and replies that failed before their first token."""
+    being generated) and replies that failed before their first token (a reply that only
+    thought is kept: its thinking goes back as the template expects)."""
     head = [ChatMessage("system", system_prompt)] if system_prompt else []
     return head + [
         m.to_chat()
         for m in path
-        if m.id != exclude and m.role != "system" and (m.content or m.role == "user")
+        if m.id != exclude and m.role != "system" and (m.content or m.reasoning or m.role == "user")
     ]
 
 
@@ -87,10 +88,11 @@ class Turn:
         self.warn = warn or (lambda message: None)
         self.reply: Message | None = None
         self.parts: list[str] = []
+        self.reasoning_parts: list[str] = []
         self._engine: Engine | None = None
         self._sampling: SamplingSettings | None = None
         self._last_save = 0.0
-        self._saved_text = ""
+        self._saved_text = ("", "")
         self._finished = False
         self._system: str | None = None
         self._deferred = False  # the database was locked: save everything after the answer
@@ -288,14 +290,14 @@ class Turn:
             return
         if self._deferred:
             if isinstance(event, Token) and event.text:
-                self.parts.append(event.text)
+                (self.reasoning_parts if event.reasoning else self.parts).append(event.text)
             return
         if isinstance(event, PromptReady):
             self._start_reply()
         elif isinstance(event, Token) and event.text:
             self._start_reply()
-            first = not self.parts
-            self.parts.append(event.text)
+            first = not self.parts and not self.reasoning_parts
+            (self.reasoning_parts if event.reasoning else self.parts).append(event.text)
             moment = time.monotonic()
             if first or moment - self._last_save >= self.interval:
                 self._last_save = moment
@@ -305,14 +307,20 @@ class Turn:
         store, reply = self.store, self.reply
         if store is None or reply is None:
             return
-        text = "".join(self.parts)
-        if text != self._saved_text:
-            self._safely(lambda: store.update_partial(reply.id, text))
-            self._saved_text = text
+        saved = (self.text, self.reasoning)
+        if saved != self._saved_text:
+            self._safely(lambda: store.update_partial(reply.id, *saved))
+            self._saved_text = saved
 
     @property
     def text(self) -> str:
+        """The answer so far (without the thinking)."""
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking so far."""
+        return "".join(self.reasoning_parts)
 
     def finish(self, finished: Finished, *, logprobs: Any = None) -> None:
         """Save the final text, status, stats and finish reason."""
@@ -349,17 +357,18 @@ class Turn:
             self._save_later(status, stats=stats, reason=reason, logprobs=logprobs)
             return
         if self.reply is None:
-            if not self.parts and status != "error":
+            if not self.parts and not self.reasoning_parts and status != "error":
                 return  # stopped before the prompt was even ready: only the question is kept
             self._start_reply()
         store, reply = self.store, self.reply
         if store is None or reply is None:
             return
-        text = self.text
+        text, reasoning = self.text, self.reasoning
         self._safely(
             lambda: store.finish_assistant_message(
                 reply.id,
                 text,
+                reasoning=reasoning,
                 status=status,
                 stats=stats,
                 finish_reason=reason,
@@ -426,6 +435,7 @@ class Turn:
             stats=stats,
             finish_reason=reason,
             logprobs=logprobs,
+            reasoning=self.reasoning,
         )
 
     def _write_rescue(self, status: str, reason: str) -> None:
@@ -436,11 +446,12 @@ class Turn:
         from chatterm.safe_files import FileWriteError, write_atomic
 
         messages: list[dict[str, Any]] = [{"role": "user", "content": self._question}]
-        if self.parts or status == "error":
+        if self.parts or self.reasoning_parts or status == "error":
             messages.append(
                 {
                     "role": "assistant",
                     "content": self.text,
+                    "reasoning": self.reasoning or None,
                     "status": status,
                     "finish_reason": reason,
                     "model": self._model.name,

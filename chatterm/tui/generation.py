@@ -54,6 +54,7 @@ class ReplyJob:
     previous_leaf: int | None = None  # the branch to show again if the prompt is refused
     cancel: threading.Event = field(default_factory=threading.Event)
     parts: list[str] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
     last_save: float = field(default_factory=time.monotonic)
     saved_final: bool = False
     save_failed: bool = False  # a partial save failed (reported once)
@@ -62,7 +63,13 @@ class ReplyJob:
 
     @property
     def text(self) -> str:
+        """The answer so far."""
         return "".join(self.parts)
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking so far (reasoning models)."""
+        return "".join(self.reasoning_parts)
 
 
 def stream_reply(
@@ -82,13 +89,16 @@ def stream_reply(
     progress_at = 0.0
     probs = ProbCollector(job.engine) if job.top_logprobs else None
     reply: list[str] = []
+    thinking: list[str] = []
     finished: Finished | None = None
 
     def flush() -> None:
         nonlocal progress_at
+        reasoning = batcher.take_reasoning()
         text, count = batcher.take()
-        if count or text:
-            post(TokensArrived(job.reply_id, text, count, probs.take() if probs else ()))
+        if count or text or reasoning:
+            batch = probs.take() if probs else ()
+            post(TokensArrived(job.reply_id, text, count, batch, reasoning))
             now = time.monotonic()
             if now - progress_at >= PROGRESS_INTERVAL and first_token_at is not None:
                 progress_at = now  # a live figure needs no more than this
@@ -105,8 +115,8 @@ def stream_reply(
                     first_token_at = time.monotonic()
                 if probs is not None:
                     probs.add(event)
-                reply.append(event.text)
-                if batcher.add(event.text):
+                (thinking if event.reasoning else reply).append(event.text)
+                if batcher.add(event.text, reasoning=event.reasoning):
                     flush()
             elif isinstance(event, PromptReady):
                 post(PromptEvaluated(job.reply_id, event))
@@ -121,4 +131,5 @@ def stream_reply(
     if finished is not None and finished.error is None:
         # While the user reads and types, get the next turn's opening into the KV cache.
         with suppress(ChattermError):  # only an optimisation: the next reply works without it
-            job.engine.warm([*job.messages, ChatMessage("assistant", "".join(reply))])
+            answer = ChatMessage("assistant", "".join(reply), "".join(thinking))
+            job.engine.warm([*job.messages, answer])

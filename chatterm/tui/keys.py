@@ -97,6 +97,15 @@ CHAT_BINDINGS = [
         tooltip="Fill the input from a prompt template",
     ),
     Binding(
+        "alt+t",
+        "toggle_thinking",
+        "Thinking",
+        id="chat.toggle_thinking",
+        show=False,
+        tooltip="Open or fold the last reply's thinking (reasoning models); the choice sticks "
+        "for the conversation",
+    ),
+    Binding(
         "alt+c",
         "copy_reply",
         "Copy reply",

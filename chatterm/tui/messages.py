@@ -29,12 +29,14 @@ class PromptEvaluated(Message):
 class TokensArrived(Message):
     """A batch of generated text. Never replaced: every batch is part of the reply.
     ``probs``: the batch's token records with their top candidates, only while probabilities
-    are on (see ``chatterm.lab.records``)."""
+    are on (see ``chatterm.lab.records``). ``reasoning``: the batch's thinking text
+    (reasoning models), which comes before any of its answer ``text``."""
 
     reply_id: int
     text: str
     tokens: int
     probs: tuple[TokenRecord, ...] = ()
+    reasoning: str = ""
 
 
 @dataclass

@@ -41,21 +41,37 @@ class TokenBatcher:
         self.interval = interval
         self.clock = clock
         self.parts: list[str] = []
+        self.reasoning_parts: list[str] = []
         self.tokens = 0
         self.total_tokens = 0
         self._last: float | None = None  # the first token is shown at once
+        self._thinking = False  # thinking tokens came and no answer yet
 
-    def add(self, text: str) -> bool:
-        """Add one token's text; return whether a batch should be posted now."""
-        self.parts.append(text)
+    def add(self, text: str, *, reasoning: bool = False) -> bool:
+        """Add one token's text (``reasoning``: a thinking token's); return whether a batch
+        should be posted now. The first answer token after thinking is due at once, so the
+        thinking block folds as soon as the answer starts."""
+        if reasoning:
+            self.reasoning_parts.append(text)
+            self._thinking = True
+        else:
+            if text and self._thinking:
+                self._thinking = False
+                self._last = None
+            self.parts.append(text)
         self.tokens += 1
         self.total_tokens += 1
         return self._last is None or self.clock() - self._last >= self.interval
+
+    def take_reasoning(self) -> str:
+        """The thinking text collected since the last batch; call before :meth:`take`."""
+        return "".join(self.reasoning_parts)
 
     def take(self) -> tuple[str, int]:
         """The text and token count collected since the last batch (may be empty)."""
         text, count = "".join(self.parts), self.tokens
         self.parts.clear()
+        self.reasoning_parts.clear()
         self.tokens = 0
         self._last = self.clock()
         return text, count

@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from chatterm.attachments import user_content
 from chatterm.engine.events import ChatMessage, PromptReady
+from chatterm.engine.reasoning import THINK
 from chatterm.lab.records import (
     PROBS_TOP_K,
     TokenRecord,
@@ -233,6 +234,10 @@ class LabChat(ConversationsScreen):
         if view is not None:
             text = view.text
             title = "your message" if view.entry.role == "user" else "the reply"
+            if view.entry.reasoning:  # the thinking's tokens too, as the model wrote them
+                markers = getattr(self.engine, "reasoning_markers", None) or THINK
+                text = f"{markers.start}{view.entry.reasoning}{markers.end}{text}"
+                title = "the reply, its thinking first"
         else:
             text = self.prompt.text
             title = "the input"

@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from chatterm.chat_services import ChatServices
 from chatterm.engine.base import Engine
+from chatterm.engine.reasoning import stats_summary
 from chatterm.errors import ChattermError
 from chatterm.sampling import SamplingSettings
 from chatterm.store import Conversation, Message, model_fingerprint, status_for
@@ -44,6 +45,7 @@ from chatterm.tui.screens.path_picker import PathPickerScreen
 from chatterm.tui.widgets.attachment_bar import AttachmentBar
 from chatterm.tui.widgets.message_view import AssistantMessage, MessageView, UserMessage
 from chatterm.tui.widgets.prompt_input import PromptInput
+from chatterm.tui.widgets.thinking_block import ThinkingBlock
 
 
 class ChatScreen(LabChat):
@@ -54,6 +56,7 @@ class ChatScreen(LabChat):
     def __init__(self, services: ChatServices) -> None:
         super().__init__(services)
         self._blink = True  # the input's cursor blink, turned off while a reply streams
+        self._thinking_open: dict[str, bool] = {}  # per conversation: thinking shown open
 
     @reports_errors
     async def on_mount(self) -> None:
@@ -192,7 +195,9 @@ class ChatScreen(LabChat):
     ) -> None:
         engine = self.engine
         assert engine is not None and self.conversation is not None
-        view = await self.transcript.add(entry_for(reply, positions))
+        entry = entry_for(reply, positions)
+        entry.thinking_open = self.thinking_open(self.conversation.id)
+        view = await self.transcript.add(entry)
         if isinstance(view, AssistantMessage):
             view.start_stream()
         path = self.store.active_path(self.conversation.id)
@@ -242,19 +247,23 @@ class ChatScreen(LabChat):
         job = self._job_for(message.reply_id)
         if job is None:
             return
-        before = job.text
+        before, thought = job.text, job.reasoning
         job.parts.append(message.text)
+        job.reasoning_parts.append(message.reasoning)
         view = self.transcript.view_for(job.reply_id)
         if isinstance(view, AssistantMessage):
             if not view.streaming:  # the conversation was reopened while streaming
                 view.start_stream()
+                view.entry.thinking_open = self.thinking_open(job.conversation_id)
+                view.append_reasoning(thought)
                 await view.append(before)
+            view.append_reasoning(message.reasoning)
             await view.append(message.text)
         now = time.monotonic()
         if now - job.last_save >= generation.SAVE_INTERVAL:
             job.last_save = now
             try:
-                self.store.update_partial(job.reply_id, job.text)
+                self.store.update_partial(job.reply_id, job.text, job.reasoning)
             except ChattermError as exc:
                 if not job.save_failed:  # say it once; the reply keeps streaming
                     job.save_failed = True
@@ -278,6 +287,9 @@ class ChatScreen(LabChat):
             return
         finished = message.finished
         status = status_for(finished.reason)
+        view = self.transcript.view_for(job.reply_id)
+        if isinstance(view, AssistantMessage):
+            view.fold_thinking(stats_summary(finished.stats.to_dict()))
         self._save_final(job, status, finished.reason, finished.stats.to_dict())
         await self._end_job(job, status, finished.reason)
         if self._on_screen(job):
@@ -343,6 +355,7 @@ class ChatScreen(LabChat):
                 stats=stats,
                 finish_reason=reason,
                 logprobs=self.lab_logprobs(job),
+                reasoning=job.reasoning,
             )
         except ChattermError as exc:
             self.report(exc, title="Saving the reply failed")
@@ -496,6 +509,33 @@ class ChatScreen(LabChat):
             view.focus()
             view.scroll_visible()
         self.measure_context()
+
+    # -- thinking (reasoning models) -------------------------------------------------------
+
+    def thinking_open(self, conversation_id: str | None) -> bool:
+        """Whether this conversation shows replies' thinking open (the user's last choice)."""
+        return self._thinking_open.get(conversation_id or "", False)
+
+    @on(ThinkingBlock.Toggled)
+    def _thinking_toggled(self, event: ThinkingBlock.Toggled) -> None:
+        """The choice sticks for the conversation: later replies open or fold the same way."""
+        if self.conversation is not None:
+            self._thinking_open[self.conversation.id] = event.open
+
+    def action_toggle_thinking(self) -> None:
+        """Open or fold the last reply's thinking."""
+        view = next(
+            (
+                v
+                for v in reversed(list(self.transcript.query_children(AssistantMessage)))
+                if v.entry.reasoning
+            ),
+            None,
+        )
+        if view is None:
+            self.notify("No reply here has any thinking", severity="warning", timeout=2)
+        else:
+            view.action_toggle_thinking()
 
     # -- copying ---------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ def entry_for(message: Message, positions: dict[int, tuple[int, int]] | None = N
             f"{a.source} · {a.tokens:,} tok" if a.tokens is not None else a.source
             for a in message.attachments
         ),
+        reasoning=message.reasoning,
+        thinking_summary=message.thinking_summary,
     )
 
 

@@ -23,6 +23,7 @@ from textual.widgets import Static
 
 from chatterm.engine.base import Engine, LocalModel
 from chatterm.engine.events import ChatMessage
+from chatterm.engine.reasoning import reasoning_seen_again
 
 CACHED_STYLE = "on $success 25%"
 SPECIAL_STYLE = "bold $warning"
@@ -47,6 +48,7 @@ class RenderedView:
     special: int
     exact_tokens: bool  # token boundaries known (llama.cpp), not guessed from the text
     notes: tuple[str, ...] = ()  # from the rendering: a system prompt folded into a user turn
+    thinking_seen: tuple[int, int] = (0, 0)  # earlier replies' thinking kept / replies that thought
 
 
 def prompt_segments(
@@ -57,6 +59,7 @@ def prompt_segments(
     prompt = (
         engine.render(messages) if max_tokens is None else engine.plan(messages, max_tokens).prompt
     )
+    thinking = reasoning_seen_again(prompt.text, messages)
     if not isinstance(engine, LocalModel):  # no token-level access: mark control tokens by look
         segments = []
         pos = 0
@@ -69,7 +72,14 @@ def prompt_segments(
             segments.append(PromptSegment(prompt.text[pos:]))
         specials = sum(s.special for s in segments)
         return RenderedView(
-            prompt.text, tuple(segments), len(prompt.tokens), 0, specials, False, prompt.notes
+            prompt.text,
+            tuple(segments),
+            len(prompt.tokens),
+            0,
+            specials,
+            False,
+            prompt.notes,
+            thinking,
         )
     piece = engine.piece
     out: list[PromptSegment] = []
@@ -104,6 +114,7 @@ def prompt_segments(
         specials,
         True,
         prompt.notes,
+        thinking,
     )
 
 
@@ -146,6 +157,21 @@ def legend(view: RenderedView, cached_known: bool) -> Content:
         parts.append(("not sent yet: cache reuse unknown   ", "dim"))
     parts += [("<|special|>", SPECIAL_STYLE), f" special tokens: {view.special}"]
     return Content.assemble(*parts)
+
+
+def thinking_note(seen: int, total: int) -> str:
+    """What of earlier replies' thinking the model is shown again (the template decides)."""
+    if seen == total:
+        return f"The model sees the thinking of all {total} earlier replies that thought again."
+    if seen == 0:
+        return (
+            f"The chat template leaves out the thinking of the {total} earlier replies that "
+            "thought: the model sees only their answers."
+        )
+    return (
+        f"The model sees the thinking of {seen} of the {total} earlier replies that thought "
+        "again; the chat template leaves out the rest."
+    )
 
 
 @dataclass
@@ -238,6 +264,8 @@ class RenderedPromptScreen(ModalScreen[None]):
                 "Re-rendered from the messages as they are now; the prompt actually sent "
                 "differed (older turns dropped, or the persona changed since)."
             )
+        if view.thinking_seen[1]:
+            notes.append(thinking_note(*view.thinking_seen))
         if notes:
             note = self.query_one("#prompt-note", Static)
             note.update("\n".join(notes))

@@ -22,6 +22,7 @@ from chatterm.outcome import outcome
 from chatterm.tui.streaming import SETTLE_INTERVAL, StreamSplitter, code_blocks
 from chatterm.tui.widgets.open_block import OpenBlock
 from chatterm.tui.widgets.reply_markdown import ReplyMarkdown
+from chatterm.tui.widgets.thinking_block import ThinkingBlock
 
 STATUS_LABELS = {"streaming": "streaming…", "waiting": "waiting for the model…"}
 """Labels of a reply still on its way; a finished one shows its :func:`outcome` word."""
@@ -40,6 +41,9 @@ class Entry:
     branch_index: int = 0
     branch_total: int = 1
     attachments: tuple[str, ...] = ()  # how each attachment is named ("notes.md · 120 tok")
+    reasoning: str = ""  # a reasoning model's thinking, shown folded above the answer
+    thinking_summary: str = ""  # "thought for 4.1 s, 312 tokens"
+    thinking_open: bool = False  # the conversation's choice: thinking shown open
 
 
 class MessageView(Widget, can_focus=True):
@@ -156,6 +160,7 @@ class AssistantMessage(MessageView):
     BINDINGS = [
         Binding("y", "copy_code", "Copy code", tooltip="Copy a code block (again: the next one)"),
         Binding("r", "regenerate", "Regenerate", tooltip="Generate another reply to this prompt"),
+        Binding("t", "toggle_thinking", "Thinking", tooltip="Open or fold this reply's thinking"),
     ]
 
     @dataclass
@@ -174,7 +179,15 @@ class AssistantMessage(MessageView):
     def compose(self) -> ComposeResult:
         yield Static(self.header_content(), classes="header")
         streaming = self.entry.status in ("streaming", "waiting")
-        yield ReplyMarkdown("" if streaming else self.entry.content, classes="body")
+        thinking = ThinkingBlock(
+            self.entry.reasoning, self.entry.thinking_summary, open=self.entry.thinking_open
+        )
+        thinking.display = bool(self.entry.reasoning)
+        yield thinking
+        body = "" if streaming else self.entry.content
+        if not body and self.entry.reasoning and not streaming:
+            body = "*(no answer: the reply was all thinking)*"
+        yield ReplyMarkdown(body, classes="body")
         block = OpenBlock(classes="tail")
         block.display = False
         yield block
@@ -187,6 +200,36 @@ class AssistantMessage(MessageView):
         """Begin streaming into this (empty) message."""
         self._splitter = StreamSplitter(SETTLE_INTERVAL)
         self.entry.content = ""
+        self.entry.reasoning = ""
+
+    @property
+    def thinking(self) -> ThinkingBlock:
+        return self.query_one(ThinkingBlock)
+
+    def append_reasoning(self, text: str) -> None:
+        """Add a batch of thinking: the block opens under "thinking…" and streams it."""
+        if not text:
+            return
+        block = self.thinking
+        if not self.entry.reasoning:
+            block.text = ""
+            block.start()
+        self.entry.reasoning += text
+        block.append(text)
+
+    def fold_thinking(self, summary: str) -> None:
+        """The answer started (or the reply ended): the thinking folds to one line, unless
+        this conversation keeps it open."""
+        if self.entry.reasoning:
+            block = self.thinking
+            block.fold(summary, open=self.entry.thinking_open)
+            self.entry.thinking_summary = block.summary
+
+    def action_toggle_thinking(self) -> None:
+        if not self.entry.reasoning:
+            self.notify("This reply has no thinking", severity="warning", timeout=2)
+            return
+        self.thinking.toggle()
 
     async def append(self, text: str) -> None:
         """Add a batch of generated text: completed blocks go to the Markdown widget (parsed
@@ -194,6 +237,8 @@ class AssistantMessage(MessageView):
         splitter = self._splitter
         if splitter is None:
             return
+        if text and self.thinking.streaming:
+            self.fold_thinking("")  # the time on screen; the reply's stats replace it
         settled = splitter.feed(text)
         self.entry.content = splitter.text
         open_block = self.query_one(OpenBlock)
@@ -214,7 +259,10 @@ class AssistantMessage(MessageView):
         self.entry.finish_reason = finish_reason
         self.query_one(OpenBlock).clear()
         self.query_one(OpenBlock).remove_class("-after-blocks")
-        await self.query_one(Markdown).update(self.entry.content)
+        body = self.entry.content
+        if not body.strip() and self.entry.reasoning:
+            body = "*(no answer: the reply was all thinking)*"
+        await self.query_one(Markdown).update(body)
         self.refresh_header()
 
     def set_status(self, status: str) -> None:

@@ -89,6 +89,8 @@ class ProbText(Static, can_focus=True):
                     self._spans.append(Span(start, self._length, colour))
                 if record.forced:  # the grammar left no other choice: not the model's
                     self._spans.append(Span(start, self._length, "underline"))
+                if record.reasoning:  # a thinking token: coloured too, in italics
+                    self._spans.append(Span(start, self._length, "italic"))
                 self._spans.append(
                     Span(start, self._length, Style.from_meta({"@click": f"select_token({index})"}))
                 )
@@ -205,8 +207,9 @@ class ProbView(Vertical):
         if index is None:
             return
         record = text.records[index]
+        kind = "thinking token" if record.reasoning else "token"
         title = Content.assemble(
-            (f"token {index + 1} of {len(text.records)}: ", "dim"),
+            (f"{kind} {index + 1} of {len(text.records)}: ", "dim"),
             (record.label, "bold"),
         )
         dist = record.distribution(self.vocab_size)

@@ -15,10 +15,17 @@ from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.validation import Integer, Number
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, Select
 
 from chatterm.errors import SettingError
-from chatterm.sampling import FIELDS, FieldSpec, SamplingSettings
+from chatterm.sampling import FIELDS, THINK_HELP, FieldSpec, SamplingSettings, parse_think
+
+# Reasoning models' thinking switch: the model's default, or enable_thinking on/off.
+THINK_CHOICES = [("default", "auto"), ("on", "on"), ("off", "off")]
+
+
+def _think_value(think: bool | None) -> str:
+    return "auto" if think is None else ("on" if think else "off")
 
 
 def format_value(spec: FieldSpec, value: float) -> str:
@@ -101,6 +108,15 @@ class SamplingPanel(Vertical):
             for spec in FIELDS:
                 yield Label(spec.label, classes="field-label").with_tooltip(spec.help)
                 yield SettingInput(spec, getattr(self.settings, spec.name))
+            yield Label("Thinking", classes="field-label").with_tooltip(THINK_HELP)
+            yield Select(
+                THINK_CHOICES,
+                value=_think_value(self.settings.think),
+                allow_blank=False,
+                compact=True,
+                id="setting-think",
+                tooltip=THINK_HELP,
+            )
         yield Button(
             "Reset to defaults",
             id="reset-sampling",
@@ -115,6 +131,17 @@ class SamplingPanel(Vertical):
             with field.prevent(Input.Changed):
                 field.value = format_value(field.spec, getattr(settings, field.spec.name))
             field.remove_class("-invalid")
+        for select in self.query("#setting-think").results(Select):
+            with select.prevent(Select.Changed):
+                select.value = _think_value(settings.think)
+
+    @on(Select.Changed, "#setting-think")
+    def _think_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        settings = self.settings.merge({"think": parse_think(str(event.value))})
+        if settings != self.settings:
+            self.settings = settings
+            self.post_message(self.Changed(self, settings, "think"))
 
     @on(Input.Changed)
     def _field_changed(self, event: Input.Changed) -> None:

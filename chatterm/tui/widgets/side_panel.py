@@ -103,6 +103,16 @@ class ReplyStats(Static):
                 f"{stats.cached_tokens} of {stats.prompt_tokens} tokens reused\n",
                 ("decode ", "dim"),
                 f"{stats.generated_tokens} tok · {stats.decode_tps:.1f} tok/s\n",
+                *(
+                    (
+                        ("thinking ", "dim"),
+                        f"{stats.reasoning_tokens} tok · {stats.reasoning_s:.1f} s"
+                        + (" (not finished)" if stats.reasoning_open else "")
+                        + "\n",
+                    )
+                    if stats.reasoning_tokens
+                    else ()
+                ),
                 ("total ", "dim"),
                 f"{stats.total_s:.2f} s · {outcome(finish_reason=reason)}",
             )
