@@ -80,7 +80,9 @@ def test_cancel_stops_the_stream_and_keeps_the_partial_reply(engine, llama_serve
         elif isinstance(event, Finished):
             finished = event
     assert finished.reason == "cancelled" and finished.error is None
-    assert len(texts) == 3 and finished.stats.generated_tokens == 3
+    # Every token read before the cancel is shown and counted: 3, or 4 when the 4th had been
+    # read but held back because its text ended like the start of the API key (KeyFilter).
+    assert len(texts) in (3, 4) and finished.stats.generated_tokens == len(texts)
     llama_server.wait_for_disconnect(disconnects)  # the server stopped generating
     assert list(engine.generate(QUESTION, GREEDY))[-1].reason == "length"
 
