@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def tmux() -> Iterator[Callable[..., str]]:
         if os.environ.get("CHATTERM_REQUIRE_TMUX") == "1":
             pytest.fail("tmux is required (CHATTERM_REQUIRE_TMUX=1) but not installed")
         pytest.skip("tmux is not installed (apt-get install tmux)")
-    socket = f"chatterm-test-{os.getpid()}"
+    # A server of its own per test: one ending (kill-server) must not race the next starting.
+    socket = f"chatterm-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def run(*args: str) -> str:
         return subprocess.run(
