@@ -194,3 +194,34 @@ async def test_the_tokens_view_of_a_reply_shows_its_thinking_first() -> None:
 
         assert isinstance(app.screen, TokensScreen)
         assert app.screen.text.startswith("<think>") and app.screen.text.endswith("Blue.")
+
+
+async def test_the_compare_screen_shows_each_columns_thinking_folded_above_its_answer() -> None:
+    from chatterm.tui.screens.compare import CompareColumn, CompareScreen
+    from tests.tui.helpers import wait_until
+
+    engine = FakeEngine(n_ctx=2048).enqueue(
+        "<think> a b c d e f g h </think> Long.", "<think> a b c d e f g h </think> Short."
+    )
+    app = _app(engine)
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.chat.prompt.text = "Explain rain"
+        await pilot.press("f8")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        screen.query_one("#compare-variants").value = "think=on | thinking_budget=3"
+        screen.query_one("#compare-prompt").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.experiment is not None)
+        columns = list(screen.query(CompareColumn))
+        shown = [str(c.query_one(".column-text").render()) for c in columns]
+        stats = [str(c.query_one(".column-stats").render()) for c in columns]
+    assert [c.sampling.thinking_budget for c in engine.calls] == [0, 3]
+    assert engine.calls[0].sampling.think is True
+    assert all("▸ thought" in text for text in shown)
+    assert "Long." in shown[0] and "a b c" not in shown[0]
+    # The budget closed the second column's block early: fewer thinking tokens, same answer.
+    first, second = columns[0].run.stats, columns[1].run.stats
+    assert second["reasoning_tokens"] < first["reasoning_tokens"]
+    assert "Short." in shown[1] and all("thinking" in s for s in stats)

@@ -67,10 +67,12 @@ class CompareStarted(Message):
 
 @dataclass
 class CompareTokens(Message):
-    """A batch of one column's text. Never replaced."""
+    """A batch of one column's text (``reasoning``: a reasoning model's thinking, which comes
+    before the answer's text). Never replaced."""
 
     index: int
     text: str
+    reasoning: str = ""
 
 
 @dataclass
@@ -134,6 +136,24 @@ def stats_line(run: Run) -> Content:
         f"{1000 * s.get('ttft_s', 0.0):.0f} ms",
         (" · ", "dim"),
         (run.finish_reason or "", "italic"),
+        *(
+            ((" · thinking ", "dim"), f"{s.get('reasoning_tokens', 0)} tok")
+            if s.get("reasoning_tokens")
+            else ()
+        ),
+    )
+
+
+def column_content(answer: str, thinking: str, summary: str = "") -> Content:
+    """A column's text: a reasoning model's thinking dimmed while it streams, one summary line
+    once the answer starts, then the answer."""
+    if not thinking:
+        return Content(answer)
+    if not answer and not summary:
+        return Content.assemble(("thinking…\n", "dim italic"), (thinking.strip("\n"), "dim"))
+    line = f"▸ {summary or 'thought'}\n"
+    return Content.assemble(
+        (line, "dim italic"), answer.lstrip("\n") or "(no answer: all thinking)"
     )
 
 
@@ -164,6 +184,7 @@ class CompareColumn(Vertical):
         super().__init__(id=id)
         self.run = run
         self.parts: list[str] = []
+        self.thinking: list[str] = []
 
     def compose(self) -> ComposeResult:
         self.border_title = self.run.label
@@ -181,17 +202,23 @@ class CompareColumn(Vertical):
         self.add_class("-running")
         self.query_one(".column-stats", Static).update(Content.styled("streaming…", "dim italic"))
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, reasoning: str = "") -> None:
+        self.thinking.append(reasoning)
         self.parts.append(text)
-        self.query_one(".column-text", Static).update(self.text)
+        content = column_content(self.text, "".join(self.thinking))
+        self.query_one(".column-text", Static).update(content)
         self.query_one(VerticalScroll).scroll_end(animate=False)
 
     def finish(self, run: Run) -> None:
+        from chatterm.engine.reasoning import stats_summary
+
         self.remove_class("-running")
         self.run = run
-        if run.text != self.text:  # the run's own record is the reference
-            self.parts = [run.text]
-            self.query_one(".column-text", Static).update(run.text)
+        # The run's own record is the reference.
+        self.parts, self.thinking = [run.text], [run.reasoning]
+        summary = stats_summary(run.stats) if run.reasoning else ""
+        content = column_content(run.text, run.reasoning, summary)
+        self.query_one(".column-text", Static).update(content)
         self.query_one(".column-stats", Static).update(stats_line(run))
 
 
@@ -367,15 +394,16 @@ class CompareScreen(Screen[None]):
         pool = EnginePool(engines, close_on_switch=False)
 
         def flush(i: int) -> None:
+            reasoning = batcher.take_reasoning()
             text, _ = batcher.take()
-            if text:
-                self.post_message(CompareTokens(i, text))
+            if text or reasoning:
+                self.post_message(CompareTokens(i, text, reasoning))
 
         try:
             for run, event in stream(runs, pool, cancel=cancel):
                 i = index[id(run)]
                 if isinstance(event, Token):
-                    if batcher.add(event.text):
+                    if batcher.add(event.text, reasoning=event.reasoning):
                         flush(i)
                 elif isinstance(event, PromptReady):
                     self.post_message(CompareStarted(i))
@@ -394,7 +422,7 @@ class CompareScreen(Screen[None]):
 
     @on(CompareTokens)
     def _tokens(self, message: CompareTokens) -> None:
-        self.column(message.index).append(message.text)
+        self.column(message.index).append(message.text, message.reasoning)
 
     @on(CompareRunDone)
     def _run_done(self, message: CompareRunDone) -> None:
