@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from chatterm.cache_types import CacheType
     from chatterm.gguf_file import GGUFInfo
 
-MIN_CTX = 64
-"""Below this not even a short question and a reply fit beside a chat template's scaffold."""
+MIN_CTX = 256
+"""llama.cpp pads every context to a multiple of 256 cells, while llama-cpp-python sizes its token
+buffer by the size asked for: a smaller window ran out of buffer mid-reply (``index 64 is out of
+bounds``). 256 also leaves room for a template's scaffold, a short question and a reply."""
 MAX_CTX = 1 << 24
 """16,777,216 tokens: above every model published so far (10M), below sizes whose arithmetic
 alone overflows llama.cpp's 32-bit token positions."""

@@ -53,6 +53,7 @@ def ask(
     ctx_size: int = options.CTX_SIZE,
     threads: int = options.THREADS,
     gpu_layers: int = options.GPU_LAYERS,
+    cache_type: str = options.CACHE_TYPE,
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: text, model, settings and stats."
     ),
@@ -135,7 +136,13 @@ def ask(
     status.show("loading model…")
     try:
         engine = load_engine(
-            EngineOptions(model=model, ctx_size=ctx_size, threads=threads, gpu_layers=gpu_layers),
+            EngineOptions(
+                model=model,
+                ctx_size=ctx_size,
+                threads=threads,
+                gpu_layers=gpu_layers,
+                cache_type=options.cache_type(cache_type),
+            ),
             config,
         )
     finally:

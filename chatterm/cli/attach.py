@@ -43,7 +43,13 @@ def structure(schema: str | None, grammar: str | None) -> dict[str, str]:
     """The ``schema``/``grammar`` sampling settings for the flags, checked (exit 2 with one
     line) before any model loads; empty when neither flag is given."""
     from chatterm import structured
+    from chatterm.errors import UsageError
 
+    if schema is not None and grammar is not None:
+        raise UsageError(
+            "--schema and --grammar both constrain the reply: give one (a schema becomes a "
+            "grammar itself)"
+        )
     out: dict[str, str] = {}
     if schema is not None:
         text = structured.canonical(structured.parse_schema(schema))

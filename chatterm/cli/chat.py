@@ -22,11 +22,13 @@ def run_chat(
     ctx_size: int | None = None,
     threads: int | None = None,
     gpu_layers: int | None = None,
+    cache_type: str | None = None,
 ) -> None:
     """Run the app (``chatterm`` with no command calls this too, hence the error wrapper).
 
     Resolve everything that can fail with a one-line message first (config, model name,
     persona, database), then run the app; the model itself loads inside the app."""
+    from chatterm.cli import options as cli_options
     from chatterm.cli.output import DUMB_TERMS
     from chatterm.config import load_config
     from chatterm.services import EngineOptions, resolve, window_size
@@ -38,7 +40,13 @@ def run_chat(
     from chatterm.tui.factory import make_app, make_services
 
     config = load_config()
-    options = EngineOptions(model=model, ctx_size=ctx_size, threads=threads, gpu_layers=gpu_layers)
+    options = EngineOptions(
+        model=model,
+        ctx_size=ctx_size,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        cache_type=cli_options.cache_type(cache_type),
+    )
     resolve(options, config)  # an unknown model name fails here, before the screen is drawn
     window_size(options, config)  # and so does a --ctx-size out of range
     services = make_services(options, persona=persona, config=config)
@@ -69,12 +77,13 @@ def chat(
     ctx_size: int = options.CTX_SIZE,
     threads: int = options.THREADS,
     gpu_layers: int = options.GPU_LAYERS,
+    cache_type: str = options.CACHE_TYPE,
 ) -> None:
     """Open the chat app: conversations, streaming replies, live sampling settings.
 
     Keys: Enter sends, Ctrl+J newline, Esc stops a reply, F1 help, Ctrl+Q quits.
     """
-    run_chat(model, persona, ctx_size, threads, gpu_layers)
+    run_chat(model, persona, ctx_size, threads, gpu_layers, cache_type)
 
 
 def register(app: typer.Typer) -> None:

@@ -91,6 +91,22 @@ THREADS: Any = typer.Option(None, "--threads", help="CPU threads (default: physi
 GPU_LAYERS: Any = typer.Option(
     None, "--gpu-layers", help="Layers to offload to the GPU (-1 = all), if the build can."
 )
+CACHE_TYPE: Any = typer.Option(
+    None,
+    "--cache-type",
+    help="KV cache format: f16, q8_0 (about half the memory) or q4_0 (a quarter); "
+    "see `chatterm lab kv-cache` [default: cache_type in config.toml, else f16].",
+    envvar="CHATTERM_CACHE_TYPE",
+)
+
+
+def cache_type(value: str | None) -> str | None:
+    """The ``--cache-type`` flag's value checked (exit 2 naming the flag), or ``None``."""
+    if value is None:
+        return None
+    from chatterm.cache_types import cache_type as parse
+
+    return parse(value, "--cache-type").name
 
 
 def sampling_options(*groups: str) -> Callable[[F], F]:

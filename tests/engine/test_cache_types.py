@@ -110,3 +110,16 @@ def test_lab_kv_cache_refuses_an_unknown_type_before_loading(chatterm_home):
     done = run_cli("lab", "kv-cache", "--types", "f16,q2", input="some text here")
     assert done.returncode == 2
     assert "--types must be one of f16, q8_0, q4_0, got 'q2'" in done.stderr
+
+
+def test_ask_takes_the_cache_type_as_a_flag(chatterm_home):
+    done = run_cli(
+        "ask", "--cache-type", "q8_0", "--temperature", "0", "-n", "6", "--json", "Name a colour."
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["finish_reason"] in ("stop", "length")
+    bad = run_cli("ask", "--cache-type", "q5", "Name a colour.")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "chatterm: error: --cache-type must be one of f16, q8_0, q4_0, got 'q5'"
+    ]

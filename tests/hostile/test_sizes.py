@@ -53,7 +53,7 @@ def test_a_window_past_the_trained_length_is_a_note(starter_path):
     assert note is not None and "8,192" in note
 
 
-@pytest.mark.parametrize("value", ["-5", "10", "1", "1000000000", "0"])
+@pytest.mark.parametrize("value", ["-5", "10", "1", "128", "255", "1000000000", "0"])
 def test_ctx_size_flag_out_of_range_is_one_usage_error(value):
     result = run_limited("ask", "--ctx-size", value, "hi", case=f"ctx: --ctx-size {value}")
     assert_one_line_error(result, 2, "--ctx-size", "between")
@@ -105,7 +105,8 @@ def test_fifty_megabytes_on_stdin_are_refused_by_their_byte_count(tmp_path):
 
 def test_an_oversized_message_is_refused_without_tokenizing(real_engine):
     """The engine's own guard, for every front end: a byte count proves it cannot fit."""
-    text = "x" * (real_engine.max_input_bytes + 1)
+    # every token covers at most the vocabulary's longest entry: past window x that, no fit
+    text = "x" * (real_engine.n_ctx * max(real_engine.info.max_token_bytes, 1) + 1)
     with bounded("engine: oversized message"), pytest.raises(ContextOverflowError, match="bytes"):
         list(real_engine.generate([ChatMessage("user", text)], SamplingSettings(max_tokens=4)))
 
@@ -123,3 +124,14 @@ def test_stdin_without_a_window_is_still_bounded():
 def test_the_chat_app_refuses_a_bad_window_before_drawing():
     result = run_limited("chat", "--ctx-size", "-5", case="ctx: chat --ctx-size -5")
     assert_one_line_error(result, 2, "--ctx-size")
+
+
+def test_the_smallest_window_answers(starter_path):
+    """256 is llama.cpp's smallest context (it pads to multiples of 256): a reply that fills
+    it is cut, never an internal error."""
+    result = run_limited(
+        "ask", "--ctx-size", "256", "-n", "400", "--temperature", "0", "--no-save",
+        "Tell me a long story.", case="ctx: --ctx-size 256, reply past the window",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "generation failed" not in result.stderr

@@ -118,3 +118,16 @@ def test_remote_servers_get_response_format() -> None:
         "type": "json_object",
         "schema": PERSON,
     }
+
+
+def test_schema_and_grammar_together_are_refused_before_the_model_loads(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    grammar = tmp_path / "yes-no.gbnf"
+    grammar.write_text('root ::= "yes" | "no"\n')
+    done = run_cli("ask", "--grammar", str(grammar), "--schema", "a", "Is water wet?")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "chatterm: error: --schema and --grammar both constrain the reply: give one (a schema "
+        "becomes a grammar itself)"
+    ]
