@@ -88,20 +88,25 @@ def turns(engine: Any, tokens: int, budget: int) -> dict[str, Any]:
     }
 
 
-def decode(engine: Any, plain_engine: Any, tokens: int, budget: int) -> tuple[float, float]:
+def decode(
+    engine: Any, plain_engine: Any, tokens: int, budget: int, plain_first: bool = False
+) -> tuple[float, float]:
     """Decode tok/s of a thinking reply (``engine``: every token through the splitter, the
     block closed by the budget) and of a plain reply of the same length (``plain_engine``: the
-    same weights with a template that never opens the block)."""
+    same weights with a template that never opens the block), in the order asked."""
     from chatterm.engine.events import ChatMessage
     from chatterm.sampling import SamplingSettings
 
     question = [ChatMessage("user", "Write a long story about a lighthouse keeper.")]
     thinking = SamplingSettings(temperature=0, seed=1, max_tokens=tokens, thinking_budget=budget)
     plain = SamplingSettings(temperature=0, seed=1, max_tokens=tokens, think=False)
-    return (
-        _reply(engine, question, thinking)["stats"].decode_tps,
-        _reply(plain_engine, question, plain)["stats"].decode_tps,
-    )
+    if plain_first:
+        plain_tps = _reply(plain_engine, question, plain)["stats"].decode_tps
+        thinking_tps = _reply(engine, question, thinking)["stats"].decode_tps
+    else:
+        thinking_tps = _reply(engine, question, thinking)["stats"].decode_tps
+        plain_tps = _reply(plain_engine, question, plain)["stats"].decode_tps
+    return thinking_tps, plain_tps
 
 
 def main() -> None:
@@ -134,9 +139,11 @@ def main() -> None:
             plain_engine = engine
         runs: list[dict[str, Any]] = []
         rates: list[tuple[float, float]] = []
-        for _ in range(args.reps):
+        decode(engine, plain_engine, args.tokens, args.budget)  # warm both models up, untimed
+        for rep in range(args.reps):
             runs.append(turns(engine, args.tokens, args.budget))
-            rates.append(decode(engine, plain_engine, args.tokens, args.budget))
+            # Alternate which reply goes first, so neither always runs on a warmer machine.
+            rates.append(decode(engine, plain_engine, args.tokens, args.budget, rep % 2 == 1))
         if plain_engine is not engine:
             plain_engine.close()
         engine.close()
