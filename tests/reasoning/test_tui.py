@@ -225,3 +225,21 @@ async def test_the_compare_screen_shows_each_columns_thinking_folded_above_its_a
     first, second = columns[0].run.stats, columns[1].run.stats
     assert second["reasoning_tokens"] < first["reasoning_tokens"]
     assert "Short." in shown[1] and all("thinking" in s for s in stats)
+
+
+async def test_the_panels_thinking_switch_and_budget_reach_the_next_reply_and_are_saved() -> None:
+    from textual.widgets import Input, Select
+
+    engine = FakeEngine(n_ctx=2048).enqueue(THOUGHT)
+    app = _app(engine)
+    async with app.run_test(size=(140, 50)) as pilot:
+        app.chat.query_one("#setting-think", Select).value = "off"
+        budget = app.chat.query_one("#setting-thinking_budget", Input)
+        budget.value = "2"
+        await settle(pilot)
+        await send(pilot, "Pick a colour")
+    sampling = engine.calls[-1].sampling
+    assert sampling.think is False and sampling.thinking_budget == 2
+    (row,) = db_rows("SELECT sampling FROM conversations")
+    saved = json.loads(row["sampling"])
+    assert saved["think"] is False and saved["thinking_budget"] == 2
