@@ -67,6 +67,11 @@ class Attachment:
     tokens: int | None = None
 
     def __post_init__(self) -> None:
+        # A file name that is not UTF-8 (undecodable bytes arrive as surrogate escapes) is
+        # shown, stored and sent to the model with U+FFFD in their place; the file itself was
+        # opened by its real name.
+        shown = self.source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        object.__setattr__(self, "source", shown)
         if not self.sha256:
             data = self.text.encode("utf-8")
             object.__setattr__(self, "sha256", hashlib.sha256(data).hexdigest())

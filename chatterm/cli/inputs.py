@@ -18,8 +18,11 @@ def read_stdin() -> str:
 
 
 def combine_input(stdin_text: str, args: list[str]) -> str:
-    """stdin first, then the argument: ``git diff | chatterm ask "write a commit message"``."""
-    prompt = " ".join(args).strip()
+    """stdin first, then the argument: ``git diff | chatterm ask "write a commit message"``.
+    Arguments go through the UTF-8 policy (:func:`chatterm.cli.input_text.clean`)."""
+    from chatterm.cli import input_text
+
+    prompt = " ".join(input_text.clean_all(args)).strip()
     stdin_text = stdin_text.strip("\n")
     if stdin_text and prompt:
         return f"{stdin_text}\n\n{prompt}"

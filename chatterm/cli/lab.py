@@ -69,7 +69,9 @@ def tokenize(
     from chatterm.services import EngineOptions, load_vocabulary
 
     if text:
-        source = " ".join(text)
+        from chatterm.cli.input_text import clean_all
+
+        source = " ".join(clean_all(text))
     else:
         from chatterm.cli.inputs import read_stdin
 

@@ -366,3 +366,37 @@ def test_text_the_store_cannot_encode_is_one_store_error(chatterm_home):
         conversation = store.create_conversation()
         with pytest.raises(StoreError, match="not valid Unicode"):
             store.add_user_message(conversation.id, "bad \udcff byte")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tokenize",),
+        ("lab", "kv-cache", "-n", "3", "--types", "f16"),
+        ("lab", "lens"),
+        ("lab", "compare", "--variant", "temperature=0", "-n", "2", "--no-save"),
+    ],
+    ids=["tokenize", "lab kv-cache", "lab lens", "lab compare"],
+)
+def test_invalid_utf8_in_any_commands_text_argument_is_replaced(home: Path, args):
+    """Every command that takes text takes it through the same policy (found by a new user:
+    tokenize and the lab traced back on an argument ask accepted)."""
+    result = run_limited(*args, os.fsdecode(b"caf\xe9 x y"), case=f"utf-8: {args[0]} argument")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("not valid UTF-8") == 1
+
+
+def test_a_file_name_that_is_not_utf8_attaches_with_its_name_replaced(home: Path, tmp_path: Path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.md")).write_text("The shop opens at nine.\n")
+    result = run_limited(
+        "ask", "-n", "3", "--temperature", "0", "--json", "-f", str(folder), "When?",
+        case="utf-8: attached file name",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (attached,) = json.loads(result.stdout)["attachments"]
+    assert attached["source"].endswith("caf\N{REPLACEMENT CHARACTER}.md")
+    assert saved_questions() == ["When?"]
