@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def ensure_built(jobs: int | None = None, log: Path | None = None) -> dict[str, 
 
 
 def _build(target: Path, jobs: int | None, log: Path | None) -> dict[str, str]:
-    cmake = shutil.which("cmake")
+    # the system's, else the one the test extra installs beside this Python (pip's scripts
+    # directory is not on PATH everywhere)
+    cmake = shutil.which("cmake") or shutil.which("cmake", path=sysconfig.get_path("scripts"))
     if cmake is None:
         raise BuildError("cmake is not installed; it builds llama-server for the remote tests")
     source = vendor_llama_cpp()
