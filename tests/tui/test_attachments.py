@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
+from chatterm.lab.records import TokenRecord
 from chatterm.store import ConversationStore
 from chatterm.tui.screens.path_picker import PathPickerScreen, list_paths, rank
 from chatterm.tui.widgets.attachment_bar import AttachmentBar
@@ -115,8 +116,8 @@ async def test_a_cancelled_picker_or_an_at_inside_a_word_types_a_plain_at(
 async def test_forced_tokens_are_underlined_in_the_probabilities_view(make) -> None:
     app = make()
     async with app.run_test(size=(80, 20)):
-        free = {"token": "Bob", "id": 1, "prob": 0.9, "top": [], "text": "Bob"}
-        forced = {"token": '"}', "id": 2, "prob": 0.2, "top": [], "text": '"}', "forced": True}
+        free = TokenRecord("Bob", 1, 0.9, (), "Bob")
+        forced = TokenRecord('"}', 2, 0.2, (), '"}', forced=True)
         text = ProbText([free, forced])
         underlined = [s for s in text._spans if str(s.style) == "underline"]
         assert [(s.start, s.end) for s in underlined] == [(3, 5)]
