@@ -7,14 +7,11 @@ tmux is required in CI (``CHATTERM_REQUIRE_TMUX=1``); elsewhere the test is skip
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import sqlite3
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,24 +21,6 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 180.0
-
-
-@pytest.fixture
-def tmux() -> Iterator[Callable[..., str]]:
-    """Run tmux commands on a private server (its own socket), killed afterwards."""
-    if shutil.which("tmux") is None:
-        if os.environ.get("CHATTERM_REQUIRE_TMUX") == "1":
-            pytest.fail("tmux is required (CHATTERM_REQUIRE_TMUX=1) but not installed")
-        pytest.skip("tmux is not installed (apt-get install tmux)")
-    socket = f"chatterm-test-{os.getpid()}"
-
-    def run(*args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", socket, *args], capture_output=True, text=True, check=True, timeout=30
-        ).stdout
-
-    yield run
-    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=30)
 
 
 def wait_for_screen(
