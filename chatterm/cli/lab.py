@@ -202,7 +202,7 @@ def kv_cache(
     tokens: int = typer.Option(
         512, "--tokens", "-n", min=2, max=16384, help="How many tokens of the text to feed."
     ),
-    ctx_size: int = typer.Option(None, "--ctx-size", help="Context window in tokens."),
+    ctx_size: int = options.CTX_SIZE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """What a smaller KV cache costs: memory against agreement with f16.

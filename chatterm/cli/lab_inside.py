@@ -8,11 +8,11 @@ from typing import Any
 
 import typer
 
+from chatterm.cli import options
 from chatterm.cli.errors import handle_errors
 from chatterm.errors import UsageError
 
 TEXT_ARGUMENT = typer.Argument(None, help="The text; piped stdin comes before it.")
-CTX_OPTION = typer.Option(None, "--ctx-size", help="Context window in tokens.")
 
 
 def _prepare(
@@ -34,18 +34,11 @@ def _prepare(
 
 def attention(
     text: list[str] = TEXT_ARGUMENT,
-    model: str = typer.Option(
-        None,
-        "-m",
-        "--model",
-        help="Model name (see `chatterm models`) or GGUF path.",
-        envvar="CHATTERM_MODEL",
-        show_envvar=True,
-    ),
+    model: str = options.MODEL,
     layer: int = typer.Option(None, "--layer", help="One layer (0-based); default: all, averaged."),
     head: int = typer.Option(None, "--head", help="One head (0-based); default: all, averaged."),
     top: int = typer.Option(3, "--top", "-n", min=1, max=20, help="Tokens to list per token."),
-    ctx_size: int = CTX_OPTION,
+    ctx_size: int = options.CTX_SIZE,
     as_json: bool = typer.Option(
         False, "--json", help="Print every weight as JSON (all layers and heads, or the selection)."
     ),
@@ -77,15 +70,8 @@ def attention(
 
 def lens(
     text: list[str] = TEXT_ARGUMENT,
-    model: str = typer.Option(
-        None,
-        "-m",
-        "--model",
-        help="Model name (see `chatterm models`) or GGUF path.",
-        envvar="CHATTERM_MODEL",
-        show_envvar=True,
-    ),
-    ctx_size: int = CTX_OPTION,
+    model: str = options.MODEL,
+    ctx_size: int = options.CTX_SIZE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show what the model would predict if it stopped after each layer (the logit lens).
